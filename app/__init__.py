@@ -1,0 +1,1 @@
+"""Sealdrop: share files through encrypted links that expire."""

@@ -1,0 +1,152 @@
+"""Download routes: `GET`/`HEAD /d/{token}[/{name}]` (the file) and `GET /s/{token}` (share).
+
+The order of checks is DESIGN §6's: 404 / 410, then 401 / 429, then 503, then the file.
+A GET that sends body bytes spends one download, after the first segment has been read and
+authenticated and before the status line.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from app import downloads, links
+from app.api.deps import ServicesDep
+from app.api.http import basic_password, wants_html
+from app.downloads import ByteRange, PlaintextStream
+from app.filenames import content_disposition, served_content_type
+from app.links import LinkView
+from app.services import Services
+
+log = logging.getLogger("sealdrop.downloads")
+
+router = APIRouter()
+
+FILE_HEADERS = {
+    "Accept-Ranges": "bytes",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",
+}
+ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "A password is needed (HTTP Basic; the user name is ignored)"},
+    404: {"description": "No such link"},
+    410: {"description": "Expired, deleted, used up or failed"},
+    416: {"description": "Range not satisfiable"},
+    429: {"description": "Locked after too many wrong passwords"},
+    503: {"description": "Still being sealed; retry after Retry-After seconds"},
+}
+Token = Annotated[str, Path(max_length=128)]
+
+
+class FileResponse(Response):
+    """Streams a `PlaintextStream`; a failure after the status line cuts the connection."""
+
+    def __init__(self, stream: PlaintextStream | None, status: int, headers: dict[str, str]):
+        super().__init__(status_code=status, headers=headers)
+        self.stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if self.stream is None:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            async for chunk in self.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            await self.stream.aclose()
+        await send({"type": "http.response.body", "body": b""})
+
+    def init_headers(self, headers: object = None) -> None:
+        """Keep our Content-Length; Starlette would compute one from an empty body."""
+        assert isinstance(headers, dict)
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def _etag(link: LinkView) -> str:
+    return f'"{link.sha256.hex()[:40]}"'
+
+
+def _file_headers(link: LinkView) -> dict[str, str]:
+    return {
+        **FILE_HEADERS,
+        "Content-Type": served_content_type(link.content_type),
+        "Content-Disposition": content_disposition(link.filename),
+        "ETag": _etag(link),
+        "Repr-Digest": f"sha-256=:{base64.b64encode(link.sha256).decode()}:",
+    }
+
+
+def _requested_range(request: Request, link: LinkView) -> ByteRange | None:
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != _etag(link):
+        return None
+    return downloads.parse_range(request.headers.get("range"), link.size)
+
+
+async def serve_file(request: Request, services: Services, token: str) -> Response:
+    """Resolve, authorize, and answer with the file or the part of it asked for."""
+    link = await links.resolve(services, token)
+    await links.authorize(services, link, basic_password(request))
+    blob = links.require_ready(link)
+    headers = _file_headers(link)
+    if request.headers.get("if-none-match", "").strip() == _etag(link):
+        return Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
+    byte_range = _requested_range(request, link)
+    status = 200 if byte_range is None else 206
+    full = ByteRange(0, link.size)
+    part = byte_range or full
+    headers["Content-Length"] = str(part.length)
+    if byte_range is not None:
+        headers["Content-Range"] = f"bytes {part.start}-{part.stop - 1}/{link.size}"
+    if request.method == "HEAD":
+        return FileResponse(None, status, headers)
+    stream = await downloads.open_stream(services, blob, link.size, part) if part.length else None
+    try:
+        await links.spend_download(services, link)
+    except BaseException:
+        if stream is not None:
+            await stream.aclose()
+        raise
+    return FileResponse(stream, status, headers)
+
+
+@router.api_route(
+    "/d/{token}", methods=["GET", "HEAD"], responses=ERRORS, summary="Download the file"
+)
+async def download(request: Request, services: ServicesDep, token: Token) -> Response:
+    """The file (Range, If-Range and HEAD supported)."""
+    return await serve_file(request, services, token)
+
+
+@router.api_route(
+    "/d/{token}/{filename}",
+    methods=["GET", "HEAD"],
+    responses=ERRORS,
+    summary="Download the file (with its name in the URL, for wget and browsers)",
+)
+async def download_named(
+    request: Request, services: ServicesDep, token: Token, filename: str
+) -> Response:
+    """The same file as `/d/{token}`; the name in the path is ignored."""
+    return await serve_file(request, services, token)
+
+
+@router.get("/s/{token}", responses=ERRORS, summary="The share link: a page or the file")
+async def share(request: Request, services: ServicesDep, token: Token) -> Response:
+    """Browsers get the share page; curl and wget the file, unless downloads are limited."""
+    if wants_html(request):
+        return await request.app.state.render_share_page(request, services, token)
+    link = await links.resolve(services, token)
+    if link.max_downloads is not None:
+        # A link previewer must never spend a limited download: only the page is served.
+        return await request.app.state.render_share_page(request, services, token)
+    return await serve_file(request, services, token)

@@ -1,0 +1,88 @@
+"""One place that turns domain errors into HTTP answers.
+
+Every answer is short and safe: one plain-text line for curl, JSON for API clients, a small
+page for browsers. Challenges differ by audience: `/d/` and `/s/` send HTTP Basic (curl -u
+and the browser's dialog), the JSON API a non-Basic scheme so that scripts in a page never
+raise the browser's login dialog.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.http import wants_json
+from app.errors import (
+    NotReady,
+    PasswordRequired,
+    RangeNotSatisfiable,
+    SealdropError,
+    TooManyAttempts,
+    Unavailable,
+)
+
+log = logging.getLogger("sealdrop.api")
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def error_response(request: Request, status: int, message: str, headers: dict[str, str]) -> Response:
+    """The error body in the form the client reads best."""
+    headers = {**NO_STORE, **headers}
+    if request.url.path.startswith("/api/") or wants_json(request):
+        return JSONResponse({"error": message, "status": status}, status, headers=headers)
+    renderer = getattr(request.app.state, "render_error_page", None)
+    if renderer is not None and request.method == "GET":
+        page: Response | None = renderer(request, status, message, headers)
+        if page is not None:
+            return page
+    return PlainTextResponse(message + "\n", status, headers=headers)
+
+
+def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if isinstance(error, PasswordRequired):
+        if request.url.path.startswith("/api/"):
+            headers["WWW-Authenticate"] = f'SealdropPassword realm="{error.realm}"'
+        else:
+            headers["WWW-Authenticate"] = f'Basic realm="{error.realm}", charset="UTF-8"'
+    if isinstance(error, TooManyAttempts | NotReady | Unavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, NotReady):
+        headers["Sealdrop-State"] = "pending"
+    if isinstance(error, RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{error.size}"
+    return headers
+
+
+async def _domain_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, SealdropError)
+    if error.status >= 500 and not isinstance(error, NotReady | Unavailable):
+        log.error("%s %s: %s", request.method, request.url.path.split("/")[1], error.message)
+    return error_response(request, error.status, error.message, _headers_for(request, error))
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    first: dict[str, Any] = error.errors()[0] if error.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = f"bad request: {where} {first.get('msg', '')}".strip()
+    return error_response(request, 400, message, {})
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    message = {404: "not found", 405: "method not allowed"}.get(error.status_code, str(error.detail))
+    return error_response(request, error.status_code, message, dict(error.headers or {}))
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+    app.add_exception_handler(SealdropError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,87 @@
+"""Small HTTP helpers shared by routers: passwords from headers, URLs, content negotiation."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from urllib.parse import quote
+
+from fastapi import Request
+
+from app.errors import BadRequest
+from app.passwords import decode_password
+from app.services import Services
+
+MAX_AUTHORIZATION_BYTES = 4096
+_Q_RE = re.compile(r"q\s*=\s*([0-9.]+)")
+
+
+def basic_password(request: Request) -> str | None:
+    """The password of an HTTP Basic `Authorization` header; the user name is ignored."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    if len(header) > MAX_AUTHORIZATION_BYTES:
+        raise BadRequest("the Authorization header is too long")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("the Authorization header is not valid Basic credentials") from None
+    _user, colon, password = raw.partition(b":")
+    if not colon:
+        raise BadRequest("Basic credentials need a ':' between user name and password")
+    if not password:
+        return None
+    return decode_password(password)
+
+
+def header_password(request: Request, name: str = "link-password") -> str | None:
+    """A password sent in a plain header (uploads, the JSON API), as raw UTF-8 bytes."""
+    raw = request.headers.getlist(name)
+    if not raw:
+        return None
+    # Starlette decodes header bytes as latin-1; undo that to get the raw bytes back.
+    return decode_password(raw[0].encode("latin-1"))
+
+
+def accepts(request: Request, media_type: str) -> bool:
+    """Whether the `Accept` header lists `media_type` with q > 0."""
+    for item in request.headers.get("accept", "").split(","):
+        kind, _, params = item.strip().partition(";")
+        if kind.strip().lower() != media_type:
+            continue
+        match = _Q_RE.search(params)
+        if match is None or float(match.group(1) or 0) > 0:
+            return True
+    return False
+
+
+def wants_html(request: Request) -> bool:
+    """Browsers list text/html in Accept; curl and wget do not."""
+    return accepts(request, "text/html")
+
+
+def wants_json(request: Request) -> bool:
+    """Whether the client asked for JSON."""
+    return accepts(request, "application/json")
+
+
+def public_base(request: Request, services: Services) -> str:
+    """The public origin: from settings, else from the request."""
+    configured = services.settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+def share_url(request: Request, services: Services, token: str) -> str:
+    """The link people share: /s/<token>."""
+    return f"{public_base(request, services)}/s/{token}"
+
+
+def download_url(request: Request, services: Services, token: str, filename: str) -> str:
+    """The direct file URL: /d/<token>/<name>, on the download origin if one is set."""
+    base = (services.settings.download_url or public_base(request, services)).rstrip("/")
+    return f"{base}/d/{token}/{quote(filename, safe='')}"

@@ -1,0 +1,86 @@
+"""The JSON API for one link: its status (`GET`) and its deletion (`DELETE`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request, Response
+from pydantic import BaseModel
+
+from app import links
+from app.api.deps import ServicesDep
+from app.api.http import basic_password, header_password
+
+
+router = APIRouter(prefix="/api/v1/links")
+Token = Annotated[str, Path(max_length=128)]
+
+
+class LinkStatus(BaseModel):
+    """Public metadata; the file's name, size and digest only once the password is given."""
+
+    state: str
+    expires_at: str
+    password_required: bool
+    max_downloads: int | None
+    downloads_left: int | None
+    filename: str | None = None
+    size: int | None = None
+    content_type: str | None = None
+    sha256: str | None = None
+
+
+@router.get(
+    "/{token}",
+    response_model=LinkStatus,
+    responses={
+        401: {"description": "Wrong password (send it as Link-Password or HTTP Basic)"},
+        404: {"description": "No such link"},
+        410: {"description": "Expired, deleted, used up or failed"},
+        429: {"description": "Locked after too many wrong passwords"},
+    },
+    summary="Link status and public metadata",
+)
+async def link_status(request: Request, services: ServicesDep, token: Token) -> LinkStatus:
+    """The link's state; a protected link shows its file details only with its password."""
+    link = await links.resolve(services, token)
+    password = header_password(request) or basic_password(request)
+    status = LinkStatus(
+        state=link.state,
+        expires_at=link.expires_at.isoformat().replace("+00:00", "Z"),
+        password_required=link.protected,
+        max_downloads=link.max_downloads,
+        downloads_left=link.downloads_left,
+    )
+    if link.protected and password is None:
+        return status
+    await links.authorize(services, link, password)
+    status.filename = link.filename
+    status.size = link.size
+    status.content_type = link.content_type
+    status.sha256 = link.sha256.hex()
+    return status
+
+
+@router.delete(
+    "/{token}",
+    status_code=204,
+    responses={
+        403: {"description": "Missing or wrong manage token"},
+        404: {"description": "No such link"},
+        410: {"description": "Already deleted or expired"},
+    },
+    summary="Delete a link with its manage token (Authorization: Bearer <manage token>)",
+)
+async def delete_link(
+    services: ServicesDep,
+    token: Token,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Delete the link: it answers 410 at once and its bytes are purged."""
+    scheme, _, value = (authorization or "").partition(" ")
+    manage_token = value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    await links.delete_link(services, token, manage_token)
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+

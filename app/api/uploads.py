@@ -1,0 +1,190 @@
+"""Upload routes: `PUT /{filename}` (raw body, `curl -T`) and `POST /api/v1/links` (form).
+
+Options are read from headers (PUT) or form fields (POST). For PUT they are checked, with
+the announced size, before a byte of the body is read, so a client sending
+`Expect: 100-continue` hears about a 413 or a bad option before it uploads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
+
+from app import uploads
+from app.api.deps import ServicesDep
+from app.api.http import download_url, header_password, share_url, wants_json
+from app.api.multipart import StreamingForm
+from app.errors import BadRequest, Unavailable, UploadAborted
+from app.filenames import clean_content_type, clean_filename
+from app.passwords import decode_password
+from app.services import Services
+from app.uploads import CreatedLink, UploadOptions
+
+router = APIRouter()
+
+
+class CreatedLinkOut(BaseModel):
+    """The JSON answer to an upload."""
+
+    token: str
+    url: str
+    download_url: str
+    manage_token: str
+    expires_at: str
+    state: str
+    size: int
+    sha256: str
+
+
+ERRORS: dict[int | str, dict[str, str]] = {
+    400: {"description": "Bad option or malformed body"},
+    413: {"description": "The file is larger than the server accepts"},
+    429: {"description": "Too many uploads; try again later"},
+    503: {"description": "A backing service is unavailable"},
+}
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise UploadAborted() from None
+
+
+def _declared_size(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise BadRequest("Content-Length must be a whole number")
+    return int(raw)
+
+
+@router.put(
+    "/{filename}",
+    status_code=201,
+    responses={202: {"description": "Accepted; still being sealed"}, **ERRORS},
+    summary="Upload a file as the raw request body (curl -T file https://host/)",
+)
+async def put_file(
+    request: Request,
+    services: ServicesDep,
+    filename: Annotated[str, Path(max_length=1024)],
+    expires_in: Annotated[str | None, Header(alias="Expires-In")] = None,
+    max_downloads: Annotated[str | None, Header(alias="Max-Downloads")] = None,
+    prefer: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Upload the body; answer with the share link (201 sealed, 202 still sealing)."""
+    name = clean_filename(filename)
+    options = UploadOptions(
+        filename=name,
+        content_type=clean_content_type(request.headers.get("content-type"), name),
+        ttl_seconds=uploads.parse_expires_in(expires_in, services.settings.max_ttl),
+        max_downloads=uploads.parse_max_downloads(max_downloads),
+        password=header_password(request),
+    )
+    declared = _declared_size(request)
+    uploads.check_declared_size(declared, services)
+    created = await uploads.receive_upload(
+        services, _body(request), lambda: options, declared_size=declared
+    )
+    wait = "respond-async" not in (prefer or "").lower()
+    return await _answer(request, services, created, name, wait=wait)
+
+
+@router.post(
+    "/api/v1/links",
+    status_code=201,
+    responses={202: {"description": "Accepted; still being sealed"}, **ERRORS},
+    summary="Upload a file as multipart/form-data (field `file`)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "password": {"type": "string"},
+                            "expires_in": {"type": "string", "pattern": r"^\d+[smhd]?$"},
+                            "max_downloads": {"type": "integer", "minimum": 1},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def post_file(request: Request, services: ServicesDep) -> Response:
+    """Upload from a form; answers like PUT, waiting for sealing unless asked not to."""
+    uploads.check_declared_size(_declared_size(request), services)
+    form = StreamingForm(request.headers.get("content-type"), _body(request))
+    created = await uploads.receive_upload(
+        services, form.file_chunks(), lambda: _form_options(form, services)
+    )
+    wait = "respond-async" not in (request.headers.get("prefer") or "").lower()
+    return await _answer(request, services, created, created_name(form), wait=wait)
+
+
+def created_name(form: StreamingForm) -> str:
+    """The stored name of a form upload."""
+    return clean_filename(form.filename or "file")
+
+
+def _form_options(form: StreamingForm, services: Services) -> UploadOptions:
+    name = created_name(form)
+    raw_password = form.fields.get("password")
+    return UploadOptions(
+        filename=name,
+        content_type=clean_content_type(form.file_content_type, name),
+        ttl_seconds=uploads.parse_expires_in(form.field("expires_in"), services.settings.max_ttl),
+        max_downloads=uploads.parse_max_downloads(form.field("max_downloads")),
+        password=decode_password(raw_password) if raw_password else None,
+    )
+
+
+async def _answer(
+    request: Request, services: Services, created: CreatedLink, name: str, *, wait: bool
+) -> Response:
+    state = created.state
+    if wait and services.upload_waiters < services.settings.max_upload_waiters:
+        services.upload_waiters += 1
+        try:
+            state = await uploads.wait_until_settled(
+                services, created.link_id, services.settings.upload_wait_seconds
+            )
+        finally:
+            services.upload_waiters -= 1
+    if state == "failed":
+        raise Unavailable(message="the file could not be sealed; please upload it again")
+    status = 201 if state == "ready" else 202
+    url = share_url(request, services, created.token)
+    direct = download_url(request, services, created.token, name)
+    headers = {
+        "Location": url,
+        "Sealdrop-Download-Url": direct,
+        "Sealdrop-Manage-Token": created.manage_token,
+        "Cache-Control": "no-store",
+    }
+    if wants_json(request):
+        body = CreatedLinkOut(
+            token=created.token,
+            url=url,
+            download_url=direct,
+            manage_token=created.manage_token,
+            expires_at=created.expires_at.isoformat().replace("+00:00", "Z"),
+            state=state,
+            size=created.size,
+            sha256=created.sha256.hex(),
+        )
+        return JSONResponse(body.model_dump(), status, headers=headers)
+    return PlainTextResponse(url + "\n", status, headers=headers)

@@ -1,0 +1,192 @@
+"""The `sealdrop` command: serve, worker, migrate, purge, keys, storage.
+
+Each subcommand reads the same settings (`SEALDROP_*`) and exits non-zero with one clear
+line on a configuration error, never a traceback with secrets in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+
+from app.settings import Settings
+
+log = logging.getLogger("sealdrop")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = [f"  SEALDROP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()]
+        sys.exit("sealdrop: invalid settings:\n" + "\n".join(lines))
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Run the API (and, unless SEALDROP_WORKER=off, the worker) under uvicorn."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    _logging(settings)
+    proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=int(args.grace),
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+async def _with_services(action: Callable[..., Awaitable[None]], *extra: object) -> None:
+    from app.services import open_services
+
+    settings = _settings()
+    _logging(settings)
+    services = await open_services(settings)
+    try:
+        await action(services, *extra)
+    finally:
+        await services.close()
+
+
+async def _run_worker(services: object, concurrency: int) -> None:
+    from app.services import Services
+    from worker.runner import Worker
+
+    assert isinstance(services, Services)
+    if services.settings.is_sqlite:
+        from app import migrate
+
+        await migrate.upgrade(services.engine)
+    worker = Worker(services, concurrency=concurrency)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    log.info("worker %s started (concurrency %d)", worker.name, concurrency)
+    await worker.run()
+    log.info("worker %s stopped", worker.name)
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """Run a standalone worker until SIGTERM."""
+    asyncio.run(_with_services(_run_worker, args.concurrency))
+
+
+async def _migrate(services: object) -> None:
+    from app import migrate
+    from app.services import Services
+
+    assert isinstance(services, Services)
+    await migrate.upgrade(services.engine)
+    print("database schema is up to date")
+
+
+def run_migrate(_args: argparse.Namespace) -> None:
+    """Apply the schema migrations."""
+    asyncio.run(_with_services(_migrate))
+
+
+async def _purge(services: object) -> None:
+    from app.services import Services
+    from worker import janitor
+
+    assert isinstance(services, Services)
+    report = await janitor.run_once(services)
+    print(
+        f"purged {report.links_purged} links, failed {report.jobs_failed} dead jobs, "
+        f"removed {report.tombstones_removed} tombstones, swept {len(report.objects_swept)} "
+        f"objects, aborted {report.uploads_aborted} unfinished uploads"
+    )
+
+
+def run_purge(_args: argparse.Namespace) -> None:
+    """Run one janitor pass now."""
+    asyncio.run(_with_services(_purge))
+
+
+def keys_new(args: argparse.Namespace) -> None:
+    """Print a new master key entry (`id:base64url`) to add to the key ring."""
+    from app.keys import new_key_entry
+
+    print(new_key_entry(args.key_id))
+
+
+async def _rewrap(services: object) -> None:
+    from app.rotation import rewrap_all
+    from app.services import Services
+
+    assert isinstance(services, Services)
+    count = await rewrap_all(services)
+    print(f"re-wrapped {count} data keys under {services.keys.active_id}")
+
+
+def keys_rewrap(_args: argparse.Namespace) -> None:
+    """Re-wrap every data key under the active master key."""
+    asyncio.run(_with_services(_rewrap))
+
+
+def storage_init(_args: argparse.Namespace) -> None:
+    """Create the buckets and set their public-access block and lifecycle rules."""
+    from app.storage.s3 import init_buckets
+
+    settings = _settings()
+    _logging(settings)
+    for line in asyncio.run(
+        init_buckets(settings.resolved_storage_url, settings.resolved_staging_url)
+    ):
+        print(line)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sealdrop", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the API (and the embedded worker)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--grace", type=float, default=25.0, help="seconds to finish requests on stop")
+    p.set_defaults(func=serve)
+    p = sub.add_parser("worker", help="run a sealing worker")
+    p.add_argument("--concurrency", type=int, default=2)
+    p.set_defaults(func=run_worker)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=run_migrate)
+    sub.add_parser("purge", help="run one janitor pass").set_defaults(func=run_purge)
+    keys = sub.add_parser("keys", help="master keys").add_subparsers(dest="keys", required=True)
+    p = keys.add_parser("new", help="print a new key ring entry")
+    p.add_argument("key_id", nargs="?", default="k2")
+    p.set_defaults(func=keys_new)
+    keys.add_parser("rewrap", help="re-wrap data keys under the active key").set_defaults(
+        func=keys_rewrap
+    )
+    storage = sub.add_parser("storage", help="object storage").add_subparsers(
+        dest="storage", required=True
+    )
+    storage.add_parser("init", help="create and configure the buckets").set_defaults(
+        func=storage_init
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `sealdrop` console script."""
+    args = _parser().parse_args(argv)
+    args.func(args)

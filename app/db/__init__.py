@@ -1,0 +1,1 @@
+"""Database access: SQLAlchemy models, the async engine and session, the clock helper."""

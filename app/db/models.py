@@ -1,0 +1,114 @@
+"""SQLAlchemy 2.0 models of DESIGN §3: links, blobs and jobs.
+
+Timestamps are written and compared by the database clock (see `app.db.clock`), never by
+the pod's. Token and manage-token hashes are 32 raw SHA-256 bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.db.clock import db_now
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Blob(Base):
+    """A sealed object in the blob store and its wrapped data key."""
+
+    __tablename__ = "blobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(60))
+    header: Mapped[bytes] = mapped_column(LargeBinary(16))
+    segment_size: Mapped[int] = mapped_column(Integer)
+    ciphertext_size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+
+
+class Link(Base):
+    """A share link: public metadata, hashed secrets, limits and state.
+
+    `state` is one of pending, ready, failed, deleted. A purged link keeps its row as a
+    tombstone (file fields cleared, `blob_id` null) so its token answers 410 for a while.
+    """
+
+    __tablename__ = "links"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    manage_token_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    filename: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    download_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id", ondelete="SET NULL"))
+    purged_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("ix_links_state_expires_at", "state", "expires_at"),
+        Index("ix_links_blob_id", "blob_id"),
+    )
+
+
+class Job(Base):
+    """A unit of queued work (kind `seal`): lease, attempts and the attempt's object ids."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="seal")
+    link_id: Mapped[str] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    run_after: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    attempt_blob_id: Mapped[str | None] = mapped_column(String(32))
+    attempt_upload_id: Mapped[str | None] = mapped_column(Text)
+    staging_key_id: Mapped[str | None] = mapped_column(String(64))
+    staging_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(60))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now(), onupdate=db_now())
+
+    __table_args__ = (
+        Index("ix_jobs_state_run_after", "state", "run_after"),
+        Index("ix_jobs_link_id", "link_id"),
+    )

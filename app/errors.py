@@ -1,0 +1,121 @@
+"""The domain's exception family. Each carries its meaning; `app.api.errors` maps them to HTTP.
+
+Messages are short, safe to show a client, and never contain a token, password or key.
+"""
+
+from __future__ import annotations
+
+
+class SealdropError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    status = 500
+    message = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+
+class BadRequest(SealdropError):
+    """The request is malformed or an option is out of range."""
+
+    status = 400
+    message = "bad request"
+
+
+class LinkNotFound(SealdropError):
+    """No such link (never existed, or its tombstone is gone)."""
+
+    status = 404
+    message = "no such link"
+
+
+class LinkGone(SealdropError):
+    """The link expired, was deleted, used up, or failed to seal."""
+
+    status = 410
+    message = "this link has expired or was deleted"
+
+
+class PasswordRequired(SealdropError):
+    """The link is protected and no password, or a wrong one, was given."""
+
+    status = 401
+    message = "a password is needed for this link"
+
+    def __init__(self, realm: str, message: str | None = None) -> None:
+        super().__init__(message)
+        self.realm = realm
+
+
+class TooManyAttempts(SealdropError):
+    """Too many wrong passwords, or too many requests: try again later."""
+
+    status = 429
+    message = "too many attempts; try again later"
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+class NotReady(SealdropError):
+    """The file is still being sealed."""
+
+    status = 503
+    message = "the file is still being sealed; try again shortly"
+
+    def __init__(self, retry_after: int = 2) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+class Unavailable(SealdropError):
+    """A backing service (database, storage) is unavailable for now."""
+
+    status = 503
+    message = "service temporarily unavailable; try again shortly"
+
+    def __init__(self, retry_after: int = 5, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UploadTooLarge(SealdropError):
+    """The upload is larger than the configured maximum."""
+
+    status = 413
+    message = "the file is larger than this server accepts"
+
+
+class RangeNotSatisfiable(SealdropError):
+    """The requested byte range lies outside the file."""
+
+    status = 416
+    message = "requested range not satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+
+class Forbidden(SealdropError):
+    """The manage token is missing or wrong."""
+
+    status = 403
+    message = "a valid manage token is needed"
+
+
+class UploadAborted(SealdropError):
+    """The client went away or sent a broken body; nothing was kept."""
+
+    status = 400
+    message = "the upload was interrupted; nothing was kept"
+
+
+class BlobCorrupted(SealdropError):
+    """A stored blob failed authentication: it is never served."""
+
+    status = 500
+    message = "the stored file failed its integrity check"

@@ -1,0 +1,266 @@
+"""Deciding about links: resolve a token, check its password, spend a download, delete it.
+
+Every decision about time is made in SQL against the database clock. The checks run in the
+order of DESIGN §6: 404 / 410, then 401 / 429, then 503, then the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, or_, select, update
+
+from app.db.clock import as_utc, db_now, db_now_plus, seconds
+from app.db.models import Blob, Job, Link
+from app.db.session import transaction
+from app.errors import (
+    Forbidden,
+    LinkGone,
+    LinkNotFound,
+    NotReady,
+    PasswordRequired,
+    TooManyAttempts,
+)
+from app.services import Services
+from app.tokens import is_token_shaped, log_name, same_hash, token_hash
+
+log = logging.getLogger("sealdrop.links")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """Where a ready link's bytes are and how to open them."""
+
+    id: str
+    key_id: str
+    wrapped_key: bytes
+    header: bytes
+    segment_size: int
+    ciphertext_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkView:
+    """A snapshot of one live (not expired, not gone) link."""
+
+    id: str
+    token_hash: bytes
+    filename: str
+    content_type: str
+    size: int
+    sha256: bytes
+    protected: bool
+    password_hash: str | None
+    max_downloads: int | None
+    download_count: int
+    expires_at: datetime
+    state: str
+    blob: BlobRef | None
+
+    @property
+    def realm(self) -> str:
+        """The Basic realm: names the link without revealing its token."""
+        return f"sealdrop {log_name(self.token_hash)}"
+
+    @property
+    def downloads_left(self) -> int | None:
+        """Downloads still allowed, or None without a limit."""
+        if self.max_downloads is None:
+            return None
+        return max(0, self.max_downloads - self.download_count)
+
+
+async def resolve(services: Services, token: str) -> LinkView:
+    """The live link for `token`; LinkNotFound, LinkGone otherwise (negatives are cached)."""
+    if not is_token_shaped(token):
+        raise LinkNotFound()
+    hashed = token_hash(token)
+    cached = await services.cache.get(hashed)
+    if cached == 404:
+        raise LinkNotFound()
+    if cached == 410:
+        raise LinkGone()
+    async with services.sessions() as session:
+        row = (
+            await session.execute(
+                select(Link, Blob, (Link.expires_at > db_now()).label("alive"))
+                .outerjoin(Blob, Blob.id == Link.blob_id)
+                .where(Link.token_hash == hashed)
+            )
+        ).first()
+    if row is None:
+        await services.cache.put(hashed, 404)
+        raise LinkNotFound()
+    link, blob, alive = row
+    if not alive or link.state in ("deleted", "failed") or link.purged_at is not None:
+        await services.cache.put(hashed, 410)
+        raise LinkGone()
+    if link.max_downloads is not None and link.download_count >= link.max_downloads:
+        await services.cache.put(hashed, 410)
+        raise LinkGone("this link has been downloaded as many times as allowed")
+    return _view(link, blob)
+
+
+def _view(link: Link, blob: Blob | None) -> LinkView:
+    return LinkView(
+        id=link.id,
+        token_hash=link.token_hash,
+        filename=link.filename or "file",
+        content_type=link.content_type or "application/octet-stream",
+        size=link.size or 0,
+        sha256=link.sha256 or b"",
+        protected=link.password_hash is not None,
+        password_hash=link.password_hash,
+        max_downloads=link.max_downloads,
+        download_count=link.download_count,
+        expires_at=as_utc(link.expires_at),
+        state=link.state,
+        blob=None
+        if blob is None
+        else BlobRef(
+            id=blob.id,
+            key_id=blob.key_id,
+            wrapped_key=blob.wrapped_key,
+            header=blob.header,
+            segment_size=blob.segment_size,
+            ciphertext_size=blob.ciphertext_size,
+        ),
+    )
+
+
+async def authorize(services: Services, link: LinkView, password: str | None) -> None:
+    """Let the request through if the link needs no password or `password` is right.
+
+    A wrong password is counted in the link's row *before* the hash is computed, so
+    parallel guesses cannot outrun the limit; while the link is locked even the right
+    password gets TooManyAttempts. A missing password is not counted (every browser asks
+    once without one) but answers like a wrong one.
+    """
+    if link.password_hash is None:
+        return
+    if password is None:
+        await _refuse_if_locked(services, link)
+        raise PasswordRequired(link.realm)
+    attempts = await _count_attempt(services, link)
+    if await services.passwords.verify(link.password_hash, password):
+        await _reset_attempts(services, link)
+        return
+    await _maybe_lock(services, link, attempts)
+    log.info("wrong password link=%s attempts=%d", log_name(link.token_hash), attempts)
+    raise PasswordRequired(link.realm, "the password is wrong")
+
+
+async def _count_attempt(services: Services, link: LinkView) -> int:
+    async with transaction(services.sessions, immediate=True) as session:
+        counted = await session.scalar(
+            update(Link)
+            .where(
+                Link.id == link.id,
+                or_(Link.locked_until.is_(None), Link.locked_until <= db_now()),
+            )
+            .values(failed_attempts=Link.failed_attempts + 1)
+            .returning(Link.failed_attempts)
+        )
+    if counted is None:
+        await _refuse_if_locked(services, link)
+        raise TooManyAttempts(retry_after=1)
+    return counted
+
+
+async def _refuse_if_locked(services: Services, link: LinkView) -> None:
+    async with services.sessions() as session:
+        row = (
+            await session.execute(
+                select(Link.locked_until, db_now()).where(
+                    Link.id == link.id, Link.locked_until > db_now()
+                )
+            )
+        ).first()
+    if row is not None:
+        locked_until, now = row
+        wait = (as_utc(locked_until) - as_utc(now)).total_seconds()
+        raise TooManyAttempts(retry_after=int(wait) + 1)
+
+
+async def _reset_attempts(services: Services, link: LinkView) -> None:
+    async with transaction(services.sessions, immediate=True) as session:
+        await session.execute(
+            update(Link).where(Link.id == link.id).values(failed_attempts=0, locked_until=None)
+        )
+
+
+async def _maybe_lock(services: Services, link: LinkView, attempts: int) -> None:
+    settings = services.settings
+    if attempts % settings.password_max_failures != 0:
+        return
+    rounds = attempts // settings.password_max_failures
+    duration = min(
+        settings.password_lock_seconds * 2 ** (rounds - 1), settings.password_lock_max_seconds
+    )
+    async with transaction(services.sessions, immediate=True) as session:
+        await session.execute(
+            update(Link)
+            .where(Link.id == link.id)
+            .values(locked_until=db_now_plus(seconds(duration)))
+        )
+    log.warning("link=%s locked for %ds after %d failures", log_name(link.token_hash), duration, attempts)
+
+
+def require_ready(link: LinkView) -> BlobRef:
+    """The link's blob, or NotReady while it is still being sealed."""
+    if link.state != "ready" or link.blob is None:
+        raise NotReady()
+    return link.blob
+
+
+async def spend_download(services: Services, link: LinkView) -> None:
+    """Count one download; LinkGone if the link expired or was used up meanwhile."""
+    async with transaction(services.sessions, immediate=True) as session:
+        counted = await session.scalar(
+            update(Link)
+            .where(
+                Link.id == link.id,
+                Link.state == "ready",
+                Link.expires_at > db_now(),
+                or_(Link.max_downloads.is_(None), Link.download_count < Link.max_downloads),
+            )
+            .values(download_count=Link.download_count + 1)
+            .returning(Link.download_count)
+        )
+    if counted is None:
+        raise LinkGone()
+
+
+async def delete_link(services: Services, token: str, manage_token: str | None) -> None:
+    """Delete a link with its manage token: it answers 410 at once, its bytes are purged."""
+    if not is_token_shaped(token):
+        raise LinkNotFound()
+    hashed = token_hash(token)
+    async with transaction(services.sessions, immediate=True) as session:
+        link = (
+            await session.execute(
+                select(Link.id, Link.manage_token_hash, Link.state).where(
+                    Link.token_hash == hashed
+                )
+            )
+        ).first()
+        if link is None:
+            raise LinkNotFound()
+        if manage_token is None or not same_hash(link.manage_token_hash, token_hash(manage_token)):
+            raise Forbidden()
+        if link.state == "deleted":
+            raise LinkGone()
+        await session.execute(update(Link).where(Link.id == link.id).values(state="deleted"))
+        cancelled = (
+            await session.execute(
+                delete(Job)
+                .where(Job.link_id == link.id, Job.state.in_(("queued", "running")))
+                .returning(Job.id)
+            )
+        ).scalars().all()
+    for job_id in cancelled:
+        await services.staging.delete(f"staging/{job_id}")
+    await services.cache.put(hashed, 410)
+    log.info("link=%s deleted by its owner", log_name(hashed))

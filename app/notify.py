@@ -1,0 +1,66 @@
+"""Wake-ups between the API and the workers: "a job was queued", "a link settled".
+
+In embedded mode both sides live in one process and asyncio primitives are enough. In
+production, `app.notify_pg` relays the same two signals across processes with PostgreSQL
+LISTEN/NOTIFY and feeds them into this class. A lost wake-up costs latency, never work:
+workers also poll slowly, and upload waiters re-check the database when they wake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class Notifier:
+    """In-process wake-ups; subclasses also publish them to other processes."""
+
+    def __init__(self) -> None:
+        self._job_event = asyncio.Event()
+        self._link_events: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+
+    async def job_queued(self) -> None:
+        """Tell workers that there is work."""
+        self.deliver_job_queued()
+
+    async def link_settled(self, link_id: str) -> None:
+        """Tell upload waiters that a link became ready or failed."""
+        self.deliver_link_settled(link_id)
+
+    def deliver_job_queued(self) -> None:
+        """Wake this process's workers."""
+        self._job_event.set()
+
+    def deliver_link_settled(self, link_id: str) -> None:
+        """Wake this process's waiters for `link_id`."""
+        for event in self._link_events.get(link_id, ()):
+            event.set()
+
+    async def wait_for_job(self, timeout: float) -> None:
+        """Return when a job may be waiting, or after `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._job_event.wait(), timeout)
+        except TimeoutError:
+            return
+        self._job_event.clear()
+
+    @asynccontextmanager
+    async def watching_link(self, link_id: str) -> AsyncIterator[asyncio.Event]:
+        """An event set when `link_id` settles; register before checking the database."""
+        event = asyncio.Event()
+        self._link_events[link_id].add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._link_events[link_id]
+            waiters.discard(event)
+            if not waiters:
+                del self._link_events[link_id]
+
+    async def start(self) -> None:
+        """Start relaying (nothing to do in process)."""
+
+    async def close(self) -> None:
+        """Stop relaying (nothing to do in process)."""

@@ -1,0 +1,77 @@
+"""The long-lived clients one Sealdrop process uses, built at start and closed at stop.
+
+Nothing here runs at import: `open_services` is called from the app's lifespan, the
+worker's start, and the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.cache import MemoryNegativeCache, NegativeCache
+from app.db.session import make_engine, make_sessionmaker
+from app.keys import KeyRing, load_key_ring
+from app.notify import Notifier
+from app.passwords import PasswordHashing
+from app.settings import Settings
+from app.storage import open_store
+from app.storage.base import ObjectStore
+
+log = logging.getLogger("sealdrop")
+
+
+@dataclass
+class Services:
+    """Everything a request or a job needs besides its own input."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    blobs: ObjectStore
+    staging: ObjectStore
+    keys: KeyRing
+    cache: NegativeCache
+    notifier: Notifier
+    passwords: PasswordHashing
+    upload_waiters: int = field(default=0)
+
+    async def close(self) -> None:
+        """Release every connection and client."""
+        await self.notifier.close()
+        await self.staging.close()
+        if self.staging is not self.blobs:
+            await self.blobs.close()
+        await self.engine.dispose()
+
+
+async def open_services(settings: Settings) -> Services:
+    """Build the clients for `settings` (the data dir is created for the embedded mode)."""
+    if settings.is_sqlite or settings.resolved_storage_url.startswith("file://"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = make_engine(settings.resolved_database_url)
+    blobs = open_store(settings.resolved_storage_url)
+    staging = (
+        blobs
+        if settings.resolved_staging_url == settings.resolved_storage_url
+        else open_store(settings.resolved_staging_url)
+    )
+    notifier = Notifier()
+    await notifier.start()
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        blobs=blobs,
+        staging=staging,
+        keys=load_key_ring(settings),
+        cache=MemoryNegativeCache(ttl_seconds=settings.negative_cache_ttl_seconds),
+        notifier=notifier,
+        passwords=PasswordHashing(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            concurrency=settings.argon2_concurrency,
+        ),
+    )

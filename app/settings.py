@@ -1,0 +1,166 @@
+"""Sealdrop's settings: every knob, read from `SEALDROP_*` environment variables.
+
+Each value has a default that serves the embedded mode (one process, SQLite, a local
+folder, an in-process worker); production overrides them (DESIGN §7). Values that are
+derived from others (the database URL from the data dir, …) are resolved by the
+`resolved_*` helpers so that the raw settings stay exactly what the operator gave.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SIZE_UNITS = {
+    "": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+_DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(text: str | int) -> int:
+    """Parse a byte size such as `5GiB`, `500M` or `1048576` into bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use bytes or K/M/G/T, optionally with 'iB')")
+    number, unit = match.groups()
+    return int(number) * _SIZE_UNITS[(unit or "").lower()]
+
+
+def parse_duration(text: str | int) -> int:
+    """Parse a duration such as `90`, `15m`, `24h` or `1d` into seconds.
+
+    A bare number is seconds. Raises ValueError for anything else, including zero.
+    """
+    if isinstance(text, int):
+        seconds = text
+    else:
+        match = _DURATION_RE.match(text.strip())
+        if not match:
+            raise ValueError(f"not a duration: {text!r} (use e.g. 90, 15m, 24h, 1d)")
+        seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+class Settings(BaseSettings):
+    """All of Sealdrop's configuration. See docs/configuration.md for each value."""
+
+    model_config = SettingsConfigDict(env_prefix="SEALDROP_", extra="ignore")
+
+    data_dir: Path = Path("./sealdrop-data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "sealdrop:"
+    storage_url: str | None = None
+    staging_url: str | None = None
+
+    master_keys: SecretStr | None = None
+    master_keys_file: Path | None = None
+    active_key_id: str | None = None
+
+    public_url: str | None = None
+    download_url: str | None = None
+    trusted_proxies: str = ""
+
+    max_ttl: int = Field(default=24 * 3600)
+    max_upload_bytes: int = Field(default=5 * 1024**3)
+    upload_wait_seconds: float = 30.0
+    max_upload_waiters: int = 256
+
+    worker: Literal["embedded", "off"] = "embedded"
+    worker_concurrency: int = 2
+    job_lease_seconds: float = 60.0
+    job_max_attempts: int = 5
+    job_retry_base_seconds: float = 2.0
+    janitor_interval_seconds: float = 60.0
+    purge_grace_seconds: float = 60.0
+    tombstone_days: int = 7
+    staging_max_age_seconds: int = 6 * 3600
+
+    segment_log2: int = 20
+    password_max_failures: int = 10
+    password_lock_seconds: int = 300
+    password_lock_max_seconds: int = 3600
+    argon2_concurrency: int = 4
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+
+    negative_cache_ttl_seconds: float = 30.0
+    log_level: str = "info"
+
+    @field_validator("max_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: str | int) -> int:
+        return parse_duration(value)
+
+    @field_validator("max_upload_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: str | int) -> int:
+        return parse_size(value)
+
+    @field_validator("segment_log2")
+    @classmethod
+    def _segment(cls, value: int) -> int:
+        if not 16 <= value <= 20:
+            raise ValueError("segment_log2 must be between 16 and 20 (64 KiB to 1 MiB)")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        uses_s3 = any((url or "").startswith("s3://") for url in (self.storage_url,))
+        if uses_s3 and self.master_keys is None and self.master_keys_file is None:
+            raise ValueError(
+                "S3 storage needs SEALDROP_MASTER_KEYS (or SEALDROP_MASTER_KEYS_FILE): "
+                "a key file created inside a container would be lost with it"
+            )
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'sealdrop.db').resolve()}"
+
+    @cached_property
+    def resolved_storage_url(self) -> str:
+        """Where sealed blobs go, defaulting to `<data dir>/objects`."""
+        if self.storage_url:
+            return self.storage_url
+        return f"file://{(self.data_dir / 'objects').resolve()}"
+
+    @cached_property
+    def resolved_staging_url(self) -> str:
+        """Where uploads are staged: the staging URL, else the storage URL (prefix staging/)."""
+        return self.staging_url or self.resolved_storage_url
+
+    @cached_property
+    def resolved_master_keys_file(self) -> Path:
+        """The key ring file used when SEALDROP_MASTER_KEYS is not set."""
+        return self.master_keys_file or self.data_dir / "master.keys"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is SQLite (the embedded mode's)."""
+        return self.resolved_database_url.startswith("sqlite")

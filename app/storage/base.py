@@ -1,0 +1,174 @@
+"""The object-store interface that the domain and the worker code against.
+
+An object store keeps immutable objects under full keys (`staging/<job id>`,
+`blobs/<blob id>`). Objects are written through an `ObjectWriter` and appear atomically
+under their key on `commit`; reads are ranged and streamed in fixed-size chunks, so memory
+stays bounded whatever the object size. Backends: `local` (a folder) and `s3`.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+# Keys name files on disk and objects in S3: each part must be a plain file name (no
+# `.`/`..`, nothing hidden — names starting with a dot are the local backend's
+# temporaries), short enough to leave room for the temporary's suffix.
+_KEY_PART = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_\-.=+~@]*")
+MAX_KEY_PART_BYTES = 200
+MAX_KEY_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object, as listed."""
+
+    key: str
+    size: int
+    modified: datetime  # aware, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """An unfinished write: a local temporary file or an S3 multipart upload."""
+
+    key: str
+    upload_id: str
+    started: datetime  # aware, UTC
+
+
+class StorageError(Exception):
+    """A storage operation failed. Messages never contain credentials or secrets.
+
+    `code` is the backend's own error code when it gave one (S3: `AccessDenied`, …).
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ObjectMissing(StorageError):
+    """The object asked for does not exist."""
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a valid object key, else raise StorageError.
+
+    A key is `/`-separated parts, each starting with a letter, digit, `_` or `-` and made
+    of letters, digits and `_-.=+~@`: no empty, hidden, `.` or `..` parts, no absolute
+    path, no backslash, no control characters.
+    """
+    if not key or len(key.encode()) > MAX_KEY_BYTES:
+        raise StorageError(f"invalid object key (empty or longer than {MAX_KEY_BYTES} bytes)")
+    for part in key.split("/"):
+        if not _KEY_PART.fullmatch(part) or len(part) > MAX_KEY_PART_BYTES:
+            raise StorageError(f"invalid object key {key!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Return `prefix` if it can start a valid key (`""`, `staging/`, `blobs/ab`), else raise."""
+    if prefix == "":
+        return prefix
+    # A prefix is a key with an optional trailing slash, or a key cut short.
+    check_key(prefix.removesuffix("/"))
+    return prefix
+
+
+class ObjectWriter(ABC):
+    """Writes one object; nothing is visible under the key until `commit`.
+
+    `upload_id` identifies the unfinished write from the moment the writer is open, so a
+    caller can record it and have `ObjectStore.abort_upload` clean up after a crash. Use as
+    `async with`: leaving the block without a commit aborts.
+    """
+
+    upload_id: str
+
+    @abstractmethod
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append `data`. The caller may reuse its buffer once this returns."""
+
+    @abstractmethod
+    async def commit(self) -> int:
+        """Make the object appear atomically under its key; return its size in bytes."""
+
+    @abstractmethod
+    async def abort(self) -> None:
+        """Discard the write, leaving nothing behind. Idempotent; a no-op after commit."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.abort()
+
+
+class ObjectStore(ABC):
+    """A flat namespace of immutable objects under full keys."""
+
+    @abstractmethod
+    async def open_writer(self, key: str, *, size_hint: int | None = None) -> ObjectWriter:
+        """Start writing the object `key`; `size_hint` (bytes), when known, sizes S3 parts."""
+
+    @abstractmethod
+    def read(
+        self,
+        key: str,
+        start: int = 0,
+        length: int | None = None,
+        *,
+        chunk_size: int = 1 << 20,
+    ) -> AsyncIterator[bytes]:
+        """Stream `length` bytes (default: to the end) of `key` from `start`, in one read.
+
+        Every chunk but the last has exactly `chunk_size` bytes; nothing beyond the range is
+        yielded. If the object is shorter than asked the last chunk is short (or nothing is
+        yielded when `start` is past the end): the caller checks. Raises ObjectMissing (on
+        the first iteration) when the object does not exist.
+        """
+
+    @abstractmethod
+    async def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None if it does not exist."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Delete the object; deleting a missing object is not an error."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """Every committed object whose key starts with `prefix` (order not promised)."""
+
+    @abstractmethod
+    def list_pending_uploads(self, prefix: str) -> AsyncIterator[PendingUpload]:
+        """Every unfinished write whose key starts with `prefix`."""
+
+    @abstractmethod
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Discard one unfinished write, by the id its writer had. Idempotent."""
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Readiness: raise StorageError if the store cannot be used."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads; the store is not used afterwards."""
+
+
+def check_range(start: int, length: int | None, chunk_size: int) -> None:
+    """Refuse a negative range or a non-positive chunk size (a caller bug)."""
+    if start < 0 or (length is not None and length < 0) or chunk_size <= 0:
+        raise ValueError(f"bad range: start={start} length={length} chunk_size={chunk_size}")

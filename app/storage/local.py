@@ -1,0 +1,331 @@
+"""The local-folder object store (embedded mode, DESIGN §7).
+
+The object with key `K` lives at `<root>/K`. A write goes to a temporary file
+`.<name>.<16 hex>.tmp` beside it (its name is the writer's `upload_id`), is fsynced,
+renamed over the final name and its folder fsynced, so an object is either absent or
+complete, even across a power cut. Files are 0600 and folders 0700: the objects are
+sealed, but nobody else on the machine needs to see even their sizes. All file I/O runs
+in worker threads, in chunks of about 1 MiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import stat
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from functools import partial
+from itertools import islice
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+import anyio.to_thread
+
+from app.storage.base import (
+    ObjectInfo,
+    ObjectMissing,
+    ObjectStore,
+    ObjectWriter,
+    PendingUpload,
+    StorageError,
+    check_key,
+    check_prefix,
+    check_range,
+)
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+WRITE_BUFFER_BYTES = 1 << 20
+LIST_BATCH = 500
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<random>[0-9a-f]{16})\.tmp")
+
+T = TypeVar("T")
+
+
+class LocalStore(ObjectStore):
+    """Objects as files under one root folder."""
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_absolute():
+            raise StorageError(f"local storage root must be absolute: {root}")
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        """The file that holds (or will hold) the object `key`."""
+        return self.root / check_key(key)
+
+    async def open_writer(self, key: str, *, size_hint: int | None = None) -> LocalWriter:
+        """Open a temporary file beside the object's final place."""
+        final = self.path(key)
+        temporary = final.with_name(f".{final.name}.{secrets.token_hex(8)}.tmp")
+
+        def open_temporary() -> int:
+            _make_dirs(final.parent)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            return os.open(temporary, flags, FILE_MODE)
+
+        fd = await _in_thread(open_temporary, f"cannot open a writer for {key!r}")
+        return LocalWriter(fd, temporary, final)
+
+    async def read(
+        self,
+        key: str,
+        start: int = 0,
+        length: int | None = None,
+        *,
+        chunk_size: int = 1 << 20,
+    ) -> AsyncIterator[bytes]:
+        """Stream a byte range of the object from its file."""
+        check_range(start, length, chunk_size)
+        path = self.path(key)
+
+        def open_at_start() -> BinaryIO:
+            try:
+                file = path.open("rb")
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise ObjectMissing(f"no object {key!r}") from None
+            file.seek(start)
+            return file
+
+        file = await _in_thread(open_at_start, f"cannot read {key!r}")
+        try:
+            remaining = length
+            while remaining is None or remaining > 0:
+                want = chunk_size if remaining is None else min(chunk_size, remaining)
+                # BufferedReader.read(n) returns n bytes unless the file ends first.
+                chunk = await _in_thread(partial(file.read, want), f"cannot read {key!r}")
+                if chunk:
+                    yield chunk
+                if len(chunk) < want:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+        finally:
+            # Closing a regular file does not block; doing it here also covers aclose().
+            file.close()
+
+    async def size(self, key: str) -> int | None:
+        """The file's size, or None if there is no such object."""
+        path = self.path(key)
+
+        def file_size() -> int | None:
+            try:
+                info = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+        return await _in_thread(file_size, f"cannot stat {key!r}")
+
+    async def delete(self, key: str) -> None:
+        """Remove the file if it exists."""
+        path = self.path(key)
+
+        def unlink() -> None:
+            with contextlib.suppress(IsADirectoryError, NotADirectoryError):
+                path.unlink(missing_ok=True)
+
+        await _in_thread(unlink, f"cannot delete {key!r}")
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """Walk the folders that can hold keys under `prefix`, skipping temporaries."""
+        async for _path, key, info in self._scan(prefix, temporaries=False):
+            yield ObjectInfo(key=key, size=info.st_size, modified=_utc(info.st_mtime))
+
+    async def list_pending_uploads(self, prefix: str) -> AsyncIterator[PendingUpload]:
+        """Every temporary file left by a writer that neither committed nor aborted."""
+        async for path, key, info in self._scan(prefix, temporaries=True):
+            yield PendingUpload(key=key, upload_id=path.name, started=_utc(info.st_mtime))
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Delete one temporary file, named by the writer's `upload_id`."""
+        final = self.path(key)
+        match = _TEMPORARY.fullmatch(upload_id)
+        if match is None or match["name"] != final.name:
+            raise StorageError(f"{upload_id!r} is not an upload id of {key!r}")
+        temporary = final.with_name(upload_id)
+        await _in_thread(lambda: temporary.unlink(missing_ok=True), f"cannot abort {key!r}")
+
+    async def check(self) -> None:
+        """Make sure the root folder exists and is writable."""
+
+        def writable() -> None:
+            _make_dirs(self.root)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise StorageError(f"storage folder {self.root} is not writable")
+
+        await _in_thread(writable, f"storage folder {self.root} is not usable")
+
+    async def close(self) -> None:
+        """Nothing to release: every operation opens and closes its own files."""
+
+    async def _scan(
+        self, prefix: str, *, temporaries: bool
+    ) -> AsyncIterator[tuple[Path, str, os.stat_result]]:
+        # The walk is a plain generator advanced in batches in a worker thread: a large
+        # folder never blocks the event loop nor sits whole in memory.
+        walk = _walk(self.root, check_prefix(prefix), temporaries=temporaries)
+        while batch := await _in_thread(lambda: list(islice(walk, LIST_BATCH)), "cannot list"):
+            for item in batch:
+                yield item
+
+
+class LocalWriter(ObjectWriter):
+    """Writes a temporary file, then renames it into place on commit."""
+
+    def __init__(self, fd: int, temporary: Path, final: Path) -> None:
+        self.upload_id = temporary.name
+        self._fd: int | None = fd
+        self._temporary = temporary
+        self._final = final
+        self._buffer = bytearray()
+        self._size = 0
+        self._committed = False
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer `data`, writing to the file once about 1 MiB has gathered."""
+        if self._fd is None:
+            raise StorageError("write to a closed writer")
+        self._buffer += data
+        if len(self._buffer) >= WRITE_BUFFER_BYTES:
+            await self._flush()
+
+    async def commit(self) -> int:
+        """Flush, fsync, rename into place and fsync the folder; return the size."""
+        if self._fd is None:
+            raise StorageError("commit of a closed writer")
+        try:
+            await self._flush()
+            fd, self._fd = self._fd, None
+            await _in_thread(lambda: self._publish(fd), f"cannot commit {self._final.name!r}")
+        except BaseException:
+            await self.abort()
+            raise
+        self._committed = True
+        return self._size
+
+    async def abort(self) -> None:
+        """Close and delete the temporary file; nothing to do after a commit."""
+        if self._committed:
+            return
+        fd, self._fd = self._fd, None
+        self._buffer = bytearray()
+
+        def discard() -> None:
+            if fd is not None:
+                os.close(fd)
+            self._temporary.unlink(missing_ok=True)
+
+        with anyio.CancelScope(shield=True):
+            await _in_thread(discard, "cannot abort a write")
+
+    async def _flush(self) -> None:
+        if not self._buffer or self._fd is None:
+            return
+        fd, data = self._fd, self._buffer
+        self._buffer = bytearray()
+        try:
+            await _in_thread(lambda: _write_all(fd, data), "cannot write")
+        except BaseException:
+            await self.abort()
+            raise
+        self._size += len(data)
+
+    def _publish(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self._temporary, self._final)
+        _fsync_dir(self._final.parent)
+
+
+def _write_all(fd: int, data: bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _make_dirs(folder: Path) -> None:
+    """Create `folder` and its missing parents, each 0700 and its entry fsynced."""
+    missing: list[Path] = []
+    while not folder.is_dir() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue
+        path.chmod(DIR_MODE)  # mkdir's mode is narrowed by the umask, never widened
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _walk(
+    root: Path, prefix: str, *, temporaries: bool
+) -> Iterator[tuple[Path, str, os.stat_result]]:
+    """Yield (file, key, stat) for objects (or temporaries) whose key starts with `prefix`."""
+    folder_key, _, _ = prefix.rpartition("/")
+    stack = [folder_key]
+    while stack:
+        folder_key = stack.pop()
+        try:
+            with os.scandir(root / folder_key) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            yield from _visit(entry, folder_key, prefix, stack, temporaries=temporaries)
+
+
+def _visit(
+    entry: os.DirEntry[str],
+    folder_key: str,
+    prefix: str,
+    stack: list[str],
+    *,
+    temporaries: bool,
+) -> Iterator[tuple[Path, str, os.stat_result]]:
+    base = f"{folder_key}/" if folder_key else ""
+    if entry.is_dir(follow_symlinks=False):
+        key = base + entry.name
+        if key.startswith(prefix) or prefix.startswith(key + "/"):
+            stack.append(key)
+        return
+    if not entry.is_file(follow_symlinks=False):
+        return
+    match = _TEMPORARY.fullmatch(entry.name)
+    if temporaries != (match is not None):
+        return
+    key = base + (match["name"] if match else entry.name)
+    if key.startswith(prefix):
+        try:
+            yield Path(entry.path), key, entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return  # committed or aborted while we looked
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+async def _in_thread(function: Callable[[], T], failure: str) -> T:
+    """Run blocking file work in a worker thread; OSError becomes StorageError."""
+    try:
+        return await anyio.to_thread.run_sync(function)
+    except OSError as exc:
+        raise StorageError(f"{failure}: {exc.strerror or exc}") from exc

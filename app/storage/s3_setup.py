@@ -1,0 +1,185 @@
+"""`sealdrop storage init` for S3: create and configure the blob and staging buckets.
+
+Idempotent: it can run at every deployment. Buckets are created if missing, public access
+is blocked, and lifecycle rules are merged into whatever rules the buckets already have
+(ours are recognised by their ids): staging objects expire after a day, and incomplete
+multipart uploads are aborted after a day in both buckets. A versioned staging bucket is
+refused, because a deleted staging object would live on as an old version.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from app.storage.base import StorageError
+from app.storage.s3_client import S3Calls
+from app.storage.urls import S3Location, parse_store_url
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import LifecycleRuleOutputTypeDef, LifecycleRuleTypeDef
+
+STAGING_PREFIX = "staging/"
+EXPIRE_STAGING_RULE = "sealdrop-expire-staging"
+ABORT_UPLOADS_RULE = "sealdrop-abort-incomplete-uploads"
+_MISSING_BUCKET = frozenset({"404", "NoSuchBucket", "NotFound"})
+_NO_LIFECYCLE = frozenset({"NoSuchLifecycleConfiguration"})
+_UNSUPPORTED = frozenset({"NotImplemented"})
+
+
+async def init_buckets(blob_url: str, staging_url: str) -> list[str]:
+    """Create and configure both buckets (they may be one); return what was done, per line.
+
+    Raises StorageError if a URL is not `s3://`, the staging bucket is versioned, or S3
+    refuses a call.
+    """
+    blob, staging = _s3_location(blob_url), _s3_location(staging_url)
+    same_bucket = blob == staging
+    messages: list[str] = []
+    blob_s3 = S3Calls(blob)
+    staging_s3 = blob_s3 if same_bucket else S3Calls(staging)
+    buckets = [blob_s3] if same_bucket else [blob_s3, staging_s3]
+    try:
+        for s3 in buckets:
+            messages.append(await _ensure_bucket(s3))
+        await _refuse_versioning(staging_s3)
+        if not same_bucket:
+            messages.extend(await _warn_versioning(blob_s3))
+        for s3 in buckets:
+            messages.append(await _block_public_access(s3))
+            messages.append(await _set_lifecycle(s3, expire_staging=s3 is staging_s3))
+    finally:
+        for s3 in buckets:
+            s3.close()
+    return messages
+
+
+def _s3_location(url: str) -> S3Location:
+    location = parse_store_url(url)
+    if not isinstance(location, S3Location):
+        raise StorageError("storage init works on s3:// URLs only")
+    return location
+
+
+async def _ensure_bucket(s3: S3Calls) -> str:
+    bucket = s3.location.bucket
+    try:
+        await s3.call("HEAD of the bucket", s3.client.head_bucket, Bucket=bucket)
+    except StorageError as exc:
+        if exc.code not in _MISSING_BUCKET:
+            raise
+    else:
+        return f"bucket {bucket}: exists"
+    # AWS outside us-east-1 needs the region as a constraint; other servers get none.
+    if s3.location.endpoint_url is None and s3.location.region != "us-east-1":
+        await s3.call(
+            "creation of the bucket",
+            s3.client.create_bucket,
+            Bucket=bucket,
+            CreateBucketConfiguration={"LocationConstraint": s3.location.region},
+        )
+    else:
+        try:
+            await s3.call("creation of the bucket", s3.client.create_bucket, Bucket=bucket)
+        except StorageError as exc:
+            if exc.code != "BucketAlreadyOwnedByYou":
+                raise
+    return f"bucket {bucket}: created"
+
+
+async def _versioning_status(s3: S3Calls) -> str | None:
+    response = await s3.call(
+        "reading of versioning", s3.client.get_bucket_versioning, Bucket=s3.location.bucket
+    )
+    return response.get("Status")
+
+
+async def _refuse_versioning(s3: S3Calls) -> None:
+    status = await _versioning_status(s3)
+    if status is not None:
+        raise StorageError(
+            f"staging bucket {s3.location.bucket} has versioning {status.lower()}: deleted "
+            "staging objects would survive as old versions; use a bucket that was never versioned"
+        )
+
+
+async def _warn_versioning(s3: S3Calls) -> list[str]:
+    status = await _versioning_status(s3)
+    if status is None:
+        return []
+    return [
+        f"bucket {s3.location.bucket}: WARNING versioning is {status.lower()}; purged blobs stay "
+        "as old versions (unreadable without their keys) until a rule expires them"
+    ]
+
+
+async def _block_public_access(s3: S3Calls) -> str:
+    bucket = s3.location.bucket
+    try:
+        await s3.call(
+            "blocking of public access",
+            s3.client.put_public_access_block,
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+    except StorageError as exc:
+        if exc.code not in _UNSUPPORTED:
+            raise
+        return (
+            f"bucket {bucket}: the server does not implement public access blocks "
+            "(NotImplemented); make sure the bucket has no public ACL or policy"
+        )
+    return f"bucket {bucket}: public access blocked"
+
+
+async def _set_lifecycle(s3: S3Calls, *, expire_staging: bool) -> str:
+    bucket = s3.location.bucket
+    ours = _our_rules(expire_staging=expire_staging)
+    ids = {rule["ID"] for rule in ours}
+    kept = [rule for rule in await _lifecycle_rules(s3) if rule.get("ID") not in ids]
+    await s3.call(
+        "setting of lifecycle rules",
+        s3.client.put_bucket_lifecycle_configuration,
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": [*kept, *ours]},
+    )
+    return f"bucket {bucket}: lifecycle rules {', '.join(sorted(ids))} set"
+
+
+async def _lifecycle_rules(s3: S3Calls) -> list[LifecycleRuleOutputTypeDef]:
+    try:
+        response = await s3.call(
+            "reading of lifecycle rules",
+            s3.client.get_bucket_lifecycle_configuration,
+            Bucket=s3.location.bucket,
+        )
+    except StorageError as exc:
+        if exc.code not in _NO_LIFECYCLE:
+            raise
+        return []
+    return list(response.get("Rules", []))
+
+
+def _our_rules(*, expire_staging: bool) -> list[LifecycleRuleTypeDef]:
+    rules: list[LifecycleRuleTypeDef] = [
+        {
+            "ID": ABORT_UPLOADS_RULE,
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }
+    ]
+    if expire_staging:
+        rules.append(
+            {
+                "ID": EXPIRE_STAGING_RULE,
+                "Filter": {"Prefix": STAGING_PREFIX},
+                "Status": "Enabled",
+                "Expiration": {"Days": 1},
+            }
+        )
+    return rules

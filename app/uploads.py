@@ -1,0 +1,238 @@
+"""Receiving an upload: options, the sealed staging write, and the link and job rows.
+
+The body streams straight into the staging store, sealed under a one-time staging key, so
+no plaintext byte rests anywhere (DESIGN §1). Only once the whole body is staged are the
+link row (pending) and its job row written, in one transaction: a failed or aborted upload
+leaves no row, and its staged bytes are deleted before the error goes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select
+
+from app import sealing
+from app.db.clock import as_utc, db_now_plus, seconds
+from app.db.models import Job, Link
+from app.db.session import transaction
+from app.errors import BadRequest, UploadAborted, UploadTooLarge
+from app.keys import new_data_key, staging_key_context
+from app.services import Services
+from app.settings import parse_duration
+from app.storage.base import ObjectWriter
+from app.tokens import log_name, new_id, new_token, token_hash
+
+log = logging.getLogger("sealdrop.uploads")
+
+MAX_DOWNLOADS_LIMIT = 1_000_000
+_EXPIRES_RE = re.compile(r"^\d{1,9}[smhd]?$")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOptions:
+    """What the uploader asked for, already validated."""
+
+    filename: str
+    content_type: str
+    ttl_seconds: int
+    max_downloads: int | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedLink:
+    """The answer to an upload: the secrets are shown once, here, and never again."""
+
+    link_id: str
+    token: str
+    manage_token: str
+    expires_at: datetime
+    state: str
+    size: int
+    sha256: bytes
+
+
+def parse_expires_in(text: str | None, max_ttl: int) -> int:
+    """Seconds from `Expires-In` (`\\d+[smhd]?`); the maximum when absent. Never shortened."""
+    if text is None or text.strip() == "":
+        return max_ttl
+    text = text.strip()
+    if not _EXPIRES_RE.match(text):
+        raise BadRequest("Expires-In must look like 3600, 90m, 12h or 1d")
+    try:
+        ttl = parse_duration(text)
+    except ValueError:
+        raise BadRequest("Expires-In must be a positive duration") from None
+    if ttl > max_ttl:
+        raise BadRequest(f"Expires-In may be at most {max_ttl} seconds on this server")
+    return ttl
+
+
+def parse_max_downloads(text: str | None) -> int | None:
+    """The download limit from `Max-Downloads` (1 to 1 000 000), or None."""
+    if text is None or text.strip() == "":
+        return None
+    text = text.strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DOWNLOADS_LIMIT:
+        raise BadRequest(f"Max-Downloads must be a whole number from 1 to {MAX_DOWNLOADS_LIMIT}")
+    return int(text)
+
+
+def check_declared_size(declared: int | None, services: Services) -> None:
+    """Refuse a body announced as too large before reading any of it."""
+    if declared is not None and declared > services.settings.max_upload_bytes:
+        raise UploadTooLarge()
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    job_id: str
+    key_id: str
+    wrapped_key: bytes
+    size: int
+    sha256: bytes
+
+
+async def receive_upload(
+    services: Services,
+    body: AsyncIterator[bytes],
+    options: Callable[[], UploadOptions],
+    *,
+    declared_size: int | None = None,
+) -> CreatedLink:
+    """Stage `body` sealed, then create the pending link and its job in one transaction.
+
+    `options` is called once the body is staged (multipart fields may follow the file);
+    if it raises, or anything after staging fails, the staged object is deleted.
+    """
+    check_declared_size(declared_size, services)
+    staged = await _stage(services, body, declared_size)
+    try:
+        chosen = options()
+        password_hash = (
+            await services.passwords.hash(chosen.password) if chosen.password is not None else None
+        )
+        created = await _create_rows(services, chosen, staged, password_hash)
+    except BaseException:
+        await asyncio.shield(services.staging.delete(f"staging/{staged.job_id}"))
+        raise
+    await services.notifier.job_queued()
+    log.info("upload staged link=%s size=%d", log_name(token_hash(created.token)), staged.size)
+    return created
+
+
+async def _stage(
+    services: Services, body: AsyncIterator[bytes], declared_size: int | None
+) -> _Staged:
+    job_id = new_id()
+    staging_key = new_data_key()
+    key_id, wrapped = services.keys.wrap(staging_key, staging_key_context(job_id))
+    writer = await services.staging.open_writer(f"staging/{job_id}", size_hint=declared_size)
+    try:
+        size, digest = await _seal_into(services, writer, staging_key, body, declared_size)
+        await writer.commit()
+    except BaseException:
+        await asyncio.shield(writer.abort())
+        raise
+    return _Staged(job_id, key_id, wrapped, size, digest)
+
+
+async def _seal_into(
+    services: Services,
+    writer: ObjectWriter,
+    staging_key: bytes,
+    body: AsyncIterator[bytes],
+    declared_size: int | None,
+) -> tuple[int, bytes]:
+    limit = services.settings.max_upload_bytes
+    sealer = sealing.SegmentSealer(staging_key, segment_log2=services.settings.segment_log2)
+    digest = hashlib.sha256()
+    await writer.write(sealer.header)
+    async for chunk in body:
+        if sealer.plaintext_size + len(chunk) > limit:
+            raise UploadTooLarge()
+        digest.update(chunk)
+        for segment in sealer.update(chunk):
+            await writer.write(segment)
+    if declared_size is not None and sealer.plaintext_size != declared_size:
+        raise UploadAborted("the body was shorter than its Content-Length; nothing was kept")
+    await writer.write(sealer.finish())
+    return sealer.plaintext_size, digest.digest()
+
+
+async def _create_rows(
+    services: Services, options: UploadOptions, staged: _Staged, password_hash: str | None
+) -> CreatedLink:
+    token, manage_token, link_id = new_token(), new_token(), new_id()
+    async with transaction(services.sessions) as session:
+        await session.execute(
+            insert(Link).values(
+                id=link_id,
+                token_hash=token_hash(token),
+                manage_token_hash=token_hash(manage_token),
+                filename=options.filename,
+                content_type=options.content_type,
+                size=staged.size,
+                sha256=staged.sha256,
+                password_hash=password_hash,
+                max_downloads=options.max_downloads,
+                expires_at=db_now_plus(seconds(options.ttl_seconds)),
+                state="pending",
+            )
+        )
+        await session.execute(
+            insert(Job).values(
+                id=staged.job_id,
+                kind="seal",
+                link_id=link_id,
+                state="queued",
+                staging_key_id=staged.key_id,
+                staging_wrapped_key=staged.wrapped_key,
+            )
+        )
+        expires_at = (
+            await session.execute(select(Link.expires_at).where(Link.id == link_id))
+        ).scalar_one()
+    return CreatedLink(
+        link_id=link_id,
+        token=token,
+        manage_token=manage_token,
+        expires_at=as_utc(expires_at),
+        state="pending",
+        size=staged.size,
+        sha256=staged.sha256,
+    )
+
+
+async def wait_until_settled(services: Services, link_id: str, timeout: float) -> str:
+    """Wait (holding no database connection) until the link is no longer pending.
+
+    Returns the link's state at the end: `ready`, `failed`, or still `pending` on timeout.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with services.notifier.watching_link(link_id) as settled:
+        while True:
+            state = await _link_state(services, link_id)
+            remaining = deadline - loop.time()
+            if state != "pending" or remaining <= 0:
+                return state
+            # Wake on the notification, or re-check now and then in case one was lost.
+            try:
+                await asyncio.wait_for(settled.wait(), min(remaining, 2.0))
+            except TimeoutError:
+                pass
+            settled.clear()
+
+
+async def _link_state(services: Services, link_id: str) -> str:
+    async with services.sessions() as session:
+        state = await session.scalar(select(Link.state).where(Link.id == link_id))
+    return state or "deleted"

@@ -1,0 +1,1 @@
+"""Alembic migrations: the only way Sealdrop's schema changes."""

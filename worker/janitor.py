@@ -1,0 +1,237 @@
+"""The janitor: purges what has expired or been deleted, and sweeps what no row knows.
+
+Every worker runs it; it is safe to run twice at once and to kill at any point, because
+each step is a conditional write whose row count says who acts, and deleting an object
+twice is harmless. Purging deletes the `blobs` row first (the wrapped key is gone, the
+blob is unreadable: crypto-shredding) and the object after. The link row stays as a
+tombstone answering 410 for a while.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, delete, exists, or_, select, update
+
+from app.db.clock import db_now, db_now_plus, seconds
+from app.db.models import Blob, Job, Link
+from app.db.session import transaction
+from app.services import Services
+
+log = logging.getLogger("sealdrop.janitor")
+
+BATCH = 100
+
+
+@dataclass
+class Report:
+    """What one janitor pass did (for logs and tests)."""
+
+    jobs_failed: int = 0
+    links_purged: int = 0
+    tombstones_removed: int = 0
+    objects_swept: list[str] = field(default_factory=list)
+    uploads_aborted: int = 0
+
+
+async def run_once(services: Services) -> Report:
+    """One full pass; returns what it did."""
+    report = Report()
+    report.jobs_failed = await fail_exhausted_jobs(services)
+    report.links_purged = await purge_links(services)
+    report.tombstones_removed = await remove_old_tombstones(services)
+    report.objects_swept = await sweep_orphans(services)
+    report.uploads_aborted = await abort_stale_uploads(services)
+    if any((report.jobs_failed, report.links_purged, report.objects_swept)):
+        log.info("janitor: %s", report)
+    return report
+
+
+async def fail_exhausted_jobs(services: Services) -> int:
+    """Jobs whose last attempt died (lease ran out): link and job become `failed`."""
+    max_attempts = services.settings.job_max_attempts
+    async with services.sessions() as session:
+        rows = (
+            await session.execute(
+                select(Job.id, Job.link_id, Job.attempts, Job.attempt_blob_id, Job.attempt_upload_id)
+                .where(
+                    Job.state == "running",
+                    Job.lease_expires_at < db_now(),
+                    Job.attempts >= max_attempts,
+                )
+                .limit(BATCH)
+            )
+        ).all()
+    failed = 0
+    for row in rows:
+        async with transaction(services.sessions, immediate=True) as session:
+            await session.execute(
+                update(Link)
+                .where(Link.id == row.link_id, Link.state == "pending")
+                .values(state="failed")
+            )
+            result = await session.execute(
+                update(Job)
+                .where(
+                    Job.id == row.id,
+                    Job.attempts == row.attempts,
+                    Job.state == "running",
+                    Job.lease_expires_at < db_now(),
+                )
+                .values(
+                    state="failed",
+                    lease_owner=None,
+                    staging_key_id=None,
+                    staging_wrapped_key=None,
+                    last_error="the last attempt stopped without finishing",
+                )
+            )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            failed += 1
+            await _delete_attempt(services, row.attempt_blob_id, row.attempt_upload_id)
+            await services.staging.delete(f"staging/{row.id}")
+            await services.notifier.link_settled(row.link_id)
+    return failed
+
+
+async def _delete_attempt(services: Services, blob_id: str | None, upload_id: str | None) -> None:
+    if blob_id is None:
+        return
+    if upload_id:
+        await services.blobs.abort_upload(f"blobs/{blob_id}", upload_id)
+    await services.blobs.delete(f"blobs/{blob_id}")
+
+
+def _needs_purge(grace: float) -> object:
+    past_grace = db_now_plus(seconds(-grace))
+    used_up = and_(Link.max_downloads.is_not(None), Link.download_count >= Link.max_downloads)
+    return and_(
+        Link.purged_at.is_(None),
+        or_(
+            Link.expires_at < past_grace,
+            Link.state.in_(("deleted", "failed")),
+            and_(used_up, Link.state == "ready"),
+        ),
+    )
+
+
+async def purge_links(services: Services) -> int:
+    """Expired, used-up, deleted and failed links lose their blob and file fields."""
+    grace = services.settings.purge_grace_seconds
+    async with services.sessions() as session:
+        rows = (
+            await session.execute(
+                select(Link.id, Link.blob_id).where(_needs_purge(grace)).limit(BATCH)  # type: ignore[arg-type]
+            )
+        ).all()
+    purged = 0
+    for row in rows:
+        if await _purge_one(services, row.id, row.blob_id):
+            purged += 1
+    return purged
+
+
+async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> bool:
+    async with transaction(services.sessions, immediate=True) as session:
+        result = await session.execute(
+            update(Link)
+            .where(Link.id == link_id, Link.purged_at.is_(None))
+            .values(
+                state="deleted",
+                filename=None,
+                content_type=None,
+                size=None,
+                sha256=None,
+                password_hash=None,
+                blob_id=None,
+                purged_at=db_now(),
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        jobs = (
+            await session.execute(
+                delete(Job)
+                .where(Job.link_id == link_id, Job.state.in_(("queued", "running", "failed")))
+                .returning(Job.id, Job.attempt_blob_id, Job.attempt_upload_id)
+            )
+        ).all()
+        if blob_id is not None:
+            await session.execute(delete(Blob).where(Blob.id == blob_id))
+    # The rows are gone (keys shredded); now the objects.
+    if blob_id is not None:
+        await services.blobs.delete(f"blobs/{blob_id}")
+    for job in jobs:
+        await _delete_attempt(services, job.attempt_blob_id, job.attempt_upload_id)
+        await services.staging.delete(f"staging/{job.id}")
+    return True
+
+
+async def remove_old_tombstones(services: Services) -> int:
+    """Tombstones older than the configured days go; their tokens then answer 404."""
+    cutoff = db_now_plus(seconds(-services.settings.tombstone_days * 86400))
+    async with transaction(services.sessions, immediate=True) as session:
+        result = await session.execute(
+            delete(Link).where(Link.purged_at.is_not(None), Link.purged_at < cutoff)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _old(modified: datetime, max_age: float) -> bool:
+    # Object timestamps come from the store, not the database; a generous age makes the
+    # comparison with this pod's clock harmless.
+    return modified < datetime.now(UTC) - timedelta(seconds=max_age)
+
+
+async def sweep_orphans(services: Services) -> list[str]:
+    """Delete staging and blob objects that no row knows, once they are old enough."""
+    max_age = services.settings.staging_max_age_seconds
+    swept: list[str] = []
+    async for info in services.staging.list("staging/"):
+        job_id = info.key.removeprefix("staging/")
+        if _old(info.modified, max_age) and not await _job_uses_staging(services, job_id):
+            await services.staging.delete(info.key)
+            swept.append(info.key)
+    async for info in services.blobs.list("blobs/"):
+        blob_id = info.key.removeprefix("blobs/")
+        if _old(info.modified, max_age) and not await _blob_known(services, blob_id):
+            await services.blobs.delete(info.key)
+            swept.append(info.key)
+    return swept
+
+
+async def _job_uses_staging(services: Services, job_id: str) -> bool:
+    async with services.sessions() as session:
+        found = await session.scalar(
+            select(exists().where(Job.id == job_id, Job.state.in_(("queued", "running"))))
+        )
+    return bool(found)
+
+
+async def _blob_known(services: Services, blob_id: str) -> bool:
+    async with services.sessions() as session:
+        found = await session.scalar(
+            select(
+                or_(
+                    exists().where(Blob.id == blob_id),
+                    exists().where(Job.attempt_blob_id == blob_id, Job.state == "running"),
+                )
+            )
+        )
+    return bool(found)
+
+
+async def abort_stale_uploads(services: Services) -> int:
+    """Abort unfinished writes (multipart uploads, temporary files) older than the max age."""
+    max_age = services.settings.staging_max_age_seconds
+    aborted = 0
+    stores = {id(services.staging): services.staging, id(services.blobs): services.blobs}
+    for store in stores.values():
+        for prefix in ("staging/", "blobs/"):
+            async for pending in store.list_pending_uploads(prefix):
+                if _old(pending.started, max_age):
+                    await store.abort_upload(pending.key, pending.upload_id)
+                    aborted += 1
+    return aborted

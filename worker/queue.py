@@ -1,0 +1,219 @@
+"""The jobs table as a queue: claim with a lease, renew, and fenced finish, retry or fail.
+
+Every write a worker makes after claiming is one statement conditioned on the job id, the
+attempt number and the lease owner, with its row count checked (DESIGN §1, Leases and
+fencing): a worker whose lease was taken over can change nothing. Link rows are locked
+before job rows everywhere, and link changes are conditioned on `state = 'pending'`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+
+from app.db.clock import db_now, db_now_plus, seconds
+from app.db.models import Blob, Job, Link
+from app.db.session import transaction
+from app.services import Services
+from app.tokens import new_id
+
+
+class _Refused(Exception):
+    """A fenced write found its condition false: roll the transaction back."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """One attempt at a job, as this worker holds it."""
+
+    id: str
+    link_id: str
+    attempt: int
+    owner: str
+    blob_id: str
+    staging_key_id: str
+    staging_wrapped_key: bytes
+    size: int
+    sha256: bytes
+    previous_blob_id: str | None
+    previous_upload_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBlob:
+    """What a finished attempt wrote: the `blobs` row's values."""
+
+    key_id: str
+    wrapped_key: bytes
+    header: bytes
+    segment_size: int
+    ciphertext_size: int
+
+
+def _claimable(max_attempts: int) -> ColumnElement[bool]:
+    waiting = and_(Job.state == "queued", Job.run_after <= db_now())
+    abandoned = and_(Job.state == "running", Job.lease_expires_at < db_now())
+    return and_(or_(waiting, abandoned), Job.attempts < max_attempts)
+
+
+def _fenced(job: ClaimedJob) -> ColumnElement[bool]:
+    return and_(
+        Job.id == job.id,
+        Job.attempts == job.attempt,
+        Job.lease_owner == job.owner,
+        Job.state == "running",
+    )
+
+
+async def claim(services: Services, owner: str) -> ClaimedJob | None:
+    """Take the oldest runnable job (or one whose lease ran out), if any."""
+    settings = services.settings
+    async with transaction(services.sessions, immediate=True) as session:
+        candidate = (
+            await session.execute(
+                select(Job.id, Job.attempts, Job.attempt_blob_id, Job.attempt_upload_id)
+                .where(_claimable(settings.job_max_attempts))
+                .order_by(Job.run_after)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+        ).first()
+        if candidate is None:
+            return None
+        blob_id = new_id()
+        claimed = (
+            await session.execute(
+                update(Job)
+                .where(Job.id == candidate.id, Job.attempts == candidate.attempts)
+                .values(
+                    state="running",
+                    attempts=Job.attempts + 1,
+                    lease_owner=owner,
+                    lease_expires_at=db_now_plus(seconds(settings.job_lease_seconds)),
+                    attempt_blob_id=blob_id,
+                    attempt_upload_id=None,
+                    updated_at=db_now(),
+                )
+                .returning(
+                    Job.attempts, Job.link_id, Job.staging_key_id, Job.staging_wrapped_key
+                )
+            )
+        ).first()
+        if claimed is None:
+            return None
+        link = (
+            await session.execute(select(Link.size, Link.sha256).where(Link.id == claimed.link_id))
+        ).one()
+    return ClaimedJob(
+        id=candidate.id,
+        link_id=claimed.link_id,
+        attempt=claimed.attempts,
+        owner=owner,
+        blob_id=blob_id,
+        staging_key_id=claimed.staging_key_id or "",
+        staging_wrapped_key=claimed.staging_wrapped_key or b"",
+        size=link.size or 0,
+        sha256=link.sha256 or b"",
+        previous_blob_id=candidate.attempt_blob_id,
+        previous_upload_id=candidate.attempt_upload_id,
+    )
+
+
+async def record_upload_id(services: Services, job: ClaimedJob, upload_id: str) -> bool:
+    """Remember the attempt's multipart upload id, so a dead attempt can be aborted."""
+    return await _fenced_update(services, job, attempt_upload_id=upload_id)
+
+
+async def renew(services: Services, job: ClaimedJob) -> bool:
+    """Extend the lease; False means it was lost and the attempt must stop at once."""
+    lease = seconds(services.settings.job_lease_seconds)
+    return await _fenced_update(services, job, lease_expires_at=db_now_plus(lease))
+
+
+async def release(services: Services, job: ClaimedJob) -> bool:
+    """Give the job back at once (graceful shutdown): another worker may take it now."""
+    return await _fenced_update(
+        services, job, state="queued", lease_owner=None, lease_expires_at=None, run_after=db_now()
+    )
+
+
+async def _fenced_update(services: Services, job: ClaimedJob, **values: object) -> bool:
+    async with transaction(services.sessions) as session:
+        result = await session.execute(
+            update(Job).where(_fenced(job)).values(updated_at=db_now(), **values)
+        )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+async def finish(services: Services, job: ClaimedJob, blob: SealedBlob) -> bool:
+    """Commit the attempt: blobs row, link ready, job row gone; all or nothing.
+
+    False when the link is no longer pending (deleted meanwhile) or the lease was lost; then
+    nothing was written and the attempt's object is left for whoever cleans it.
+    """
+    try:
+        async with transaction(services.sessions, immediate=True) as session:
+            await session.execute(
+                insert(Blob).values(
+                    id=job.blob_id,
+                    key_id=blob.key_id,
+                    wrapped_key=blob.wrapped_key,
+                    header=blob.header,
+                    segment_size=blob.segment_size,
+                    ciphertext_size=blob.ciphertext_size,
+                )
+            )
+            link = await session.execute(
+                update(Link)
+                .where(Link.id == job.link_id, Link.state == "pending")
+                .values(state="ready", blob_id=job.blob_id)
+            )
+            done = await session.execute(delete(Job).where(_fenced(job)))
+            if link.rowcount != 1 or done.rowcount != 1:  # type: ignore[attr-defined]
+                raise _Refused
+    except _Refused:
+        return False
+    return True
+
+
+async def retry_later(services: Services, job: ClaimedJob, error: str) -> bool:
+    """Put the job back in the queue with exponential backoff."""
+    backoff = services.settings.job_retry_base_seconds * 2 ** (job.attempt - 1)
+    return await _fenced_update(
+        services,
+        job,
+        state="queued",
+        lease_owner=None,
+        lease_expires_at=None,
+        run_after=db_now_plus(seconds(min(backoff, 600))),
+        last_error=error[:500],
+    )
+
+
+async def fail(services: Services, job: ClaimedJob, error: str) -> bool:
+    """Give up: the link and the job become `failed`, the staging key is destroyed."""
+    failed = {"state": "failed", "lease_owner": None, "lease_expires_at": None}
+    try:
+        async with transaction(services.sessions, immediate=True) as session:
+            await session.execute(
+                update(Link)
+                .where(Link.id == job.link_id, Link.state == "pending")
+                .values(state="failed")
+            )
+            result = await session.execute(
+                update(Job)
+                .where(_fenced(job))
+                .values(
+                    **failed,
+                    staging_key_id=None,
+                    staging_wrapped_key=None,
+                    last_error=error[:500],
+                    updated_at=db_now(),
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise _Refused
+    except _Refused:
+        return False
+    return True

@@ -1,0 +1,124 @@
+"""One sealing attempt: open the staged upload, verify it, reseal it under its own key.
+
+The staged object is read as a stream of whole segments, each opened under the staging key
+and resealed at once under a fresh data key into `blobs/<blob id>`: memory holds about one
+segment whatever the file size. Size and SHA-256 are checked against what the API recorded
+before the blob is committed; a mismatch is permanent (retrying would read the same bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from app import sealing
+from app.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
+from app.services import Services
+from app.storage.base import ObjectMissing, ObjectWriter
+from worker import queue
+from worker.queue import ClaimedJob, SealedBlob
+
+
+class PermanentFailure(Exception):
+    """The job can never succeed (corrupt or missing staging data): fail it now."""
+
+
+async def clean_previous_attempt(services: Services, job: ClaimedJob) -> None:
+    """Remove what an earlier, dead attempt at this job may have left in the blob store."""
+    if job.previous_blob_id is None:
+        return
+    key = f"blobs/{job.previous_blob_id}"
+    if job.previous_upload_id:
+        await services.blobs.abort_upload(key, job.previous_upload_id)
+    await services.blobs.delete(key)
+
+
+async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
+    """Reseal the job's staged upload into its blob; the object is committed on return."""
+    staging_key = _staging_key(services, job)
+    header = await _read_staging_header(services, job)
+    opener = _opener(staging_key, header, job.size)
+    data_key = new_data_key()
+    key_id, wrapped = services.keys.wrap(data_key, data_key_context(job.blob_id))
+    sealer = sealing.SegmentSealer(
+        data_key, segment_log2=services.settings.segment_log2, expected_size=job.size
+    )
+    layout = sealing.Layout(job.size, services.settings.segment_log2)
+    writer = await services.blobs.open_writer(
+        f"blobs/{job.blob_id}", size_hint=layout.ciphertext_size
+    )
+    try:
+        if not await queue.record_upload_id(services, job, writer.upload_id):
+            raise LeaseLost()
+        await _reseal(services, job, opener, sealer, writer)
+        await writer.commit()
+    except BaseException:
+        await writer.abort()
+        raise
+    return SealedBlob(
+        key_id=key_id,
+        wrapped_key=wrapped,
+        header=sealer.header,
+        segment_size=layout.segment_size,
+        ciphertext_size=layout.ciphertext_size,
+    )
+
+
+class LeaseLost(Exception):
+    """Another worker owns this job now: stop without writing anything."""
+
+
+def _staging_key(services: Services, job: ClaimedJob) -> bytes:
+    try:
+        return services.keys.unwrap(
+            job.staging_key_id, job.staging_wrapped_key, staging_key_context(job.id)
+        )
+    except KeyRingError as error:
+        raise PermanentFailure(f"staging key cannot be unwrapped: {error}") from None
+
+
+async def _read_staging_header(services: Services, job: ClaimedJob) -> bytes:
+    try:
+        chunks = [c async for c in services.staging.read(f"staging/{job.id}", 0, 16)]
+    except ObjectMissing:
+        raise PermanentFailure("the staged upload is missing") from None
+    return b"".join(chunks)
+
+
+def _opener(staging_key: bytes, header: bytes, size: int) -> sealing.SegmentOpener:
+    try:
+        return sealing.SegmentOpener(staging_key, header, size)
+    except sealing.SealError as error:
+        raise PermanentFailure(f"staged upload has a bad header: {error}") from None
+
+
+async def _reseal(
+    services: Services,
+    job: ClaimedJob,
+    opener: sealing.SegmentOpener,
+    sealer: sealing.SegmentSealer,
+    writer: ObjectWriter,
+) -> None:
+    layout = opener.layout
+    digest = hashlib.sha256()
+    await writer.write(sealer.header)
+    chunks = services.staging.read(
+        f"staging/{job.id}",
+        sealing.HEADER_SIZE,
+        layout.ciphertext_size - sealing.HEADER_SIZE,
+        chunk_size=layout.segment_size + sealing.TAG_SIZE,
+    )
+    index = 0
+    async for sealed in chunks:
+        try:
+            plain = opener.open(index, sealed)
+        except sealing.SealError as error:
+            raise PermanentFailure(f"staged segment {index} failed: {error}") from None
+        digest.update(plain)
+        for segment in sealer.update(plain):
+            await writer.write(segment)
+        index += 1
+    if index != layout.segment_count:
+        raise PermanentFailure("the staged upload is shorter than recorded")
+    if digest.digest() != job.sha256:
+        raise PermanentFailure("the staged upload does not match its SHA-256")
+    await writer.write(sealer.finish())
