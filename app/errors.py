@@ -42,7 +42,7 @@ class PasswordRequired(SealdropError):
     """The link is protected and no password, or a wrong one, was given."""
 
     status = 401
-    message = "a password is needed for this link"
+    message = "this link needs the right password"
 
     def __init__(self, realm: str, message: str | None = None) -> None:
         super().__init__(message)

@@ -149,7 +149,7 @@ async def authorize(services: Services, link: LinkView, password: str | None) ->
         return
     await _maybe_lock(services, link, attempts)
     log.info("wrong password link=%s attempts=%d", log_name(link.token_hash), attempts)
-    raise PasswordRequired(link.realm, "the password is wrong")
+    raise PasswordRequired(link.realm)
 
 
 async def _count_attempt(services: Services, link: LinkView) -> int:
