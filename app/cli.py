@@ -24,7 +24,9 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        lines = [f"  SEALDROP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()]
+        lines = [
+            f"  SEALDROP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        ]
         sys.exit("sealdrop: invalid settings:\n" + "\n".join(lines))
 
 

@@ -166,7 +166,7 @@ async def _count_attempt(services: Services, link: LinkView) -> int:
     if counted is None:
         await _refuse_if_locked(services, link)
         raise TooManyAttempts(retry_after=1)
-    return counted
+    return int(counted)
 
 
 async def _refuse_if_locked(services: Services, link: LinkView) -> None:
@@ -178,8 +178,8 @@ async def _refuse_if_locked(services: Services, link: LinkView) -> None:
                 )
             )
         ).first()
-    if row is not None:
-        locked_until, now = row
+    locked_until, now = row if row is not None else (None, None)
+    if locked_until is not None and now is not None:
         wait = (as_utc(locked_until) - as_utc(now)).total_seconds()
         raise TooManyAttempts(retry_after=int(wait) + 1)
 
@@ -205,7 +205,9 @@ async def _maybe_lock(services: Services, link: LinkView, attempts: int) -> None
             .where(Link.id == link.id)
             .values(locked_until=db_now_plus(seconds(duration)))
         )
-    log.warning("link=%s locked for %ds after %d failures", log_name(link.token_hash), duration, attempts)
+    log.warning(
+        "link=%s locked for %ds after %d failures", log_name(link.token_hash), duration, attempts
+    )
 
 
 def require_ready(link: LinkView) -> BlobRef:
@@ -241,9 +243,7 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
     async with transaction(services.sessions, immediate=True) as session:
         link = (
             await session.execute(
-                select(Link.id, Link.manage_token_hash, Link.state).where(
-                    Link.token_hash == hashed
-                )
+                select(Link.id, Link.manage_token_hash, Link.state).where(Link.token_hash == hashed)
             )
         ).first()
         if link is None:
@@ -254,12 +254,16 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
             raise LinkGone()
         await session.execute(update(Link).where(Link.id == link.id).values(state="deleted"))
         cancelled = (
-            await session.execute(
-                delete(Job)
-                .where(Job.link_id == link.id, Job.state.in_(("queued", "running")))
-                .returning(Job.id)
+            (
+                await session.execute(
+                    delete(Job)
+                    .where(Job.link_id == link.id, Job.state.in_(("queued", "running")))
+                    .returning(Job.id)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     for job_id in cancelled:
         await services.staging.delete(f"staging/{job_id}")
     await services.cache.put(hashed, 410)

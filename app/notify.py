@@ -38,10 +38,10 @@ class Notifier:
         for event in self._link_events.get(link_id, ()):
             event.set()
 
-    async def wait_for_job(self, timeout: float) -> None:
-        """Return when a job may be waiting, or after `timeout` seconds."""
+    async def wait_for_job(self, at_most: float) -> None:
+        """Return when a job may be waiting, or after `at_most` seconds."""
         try:
-            await asyncio.wait_for(self._job_event.wait(), timeout)
+            await asyncio.wait_for(self._job_event.wait(), at_most)
         except TimeoutError:
             return
         self._job_event.clear()

@@ -43,9 +43,7 @@ class PasswordHashing:
 
     async def hash(self, password: str) -> str:
         """The argon2id hash string of `password`."""
-        return await anyio.to_thread.run_sync(
-            self._hasher.hash, password, limiter=self._limiter
-        )
+        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
 
     async def verify(self, password_hash: str, password: str) -> bool:
         """Whether `password` matches `password_hash`."""

@@ -9,6 +9,7 @@ leaves no row, and its staged bytes are deleted before the error goes back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -211,13 +212,13 @@ async def _create_rows(
     )
 
 
-async def wait_until_settled(services: Services, link_id: str, timeout: float) -> str:
+async def wait_until_settled(services: Services, link_id: str, at_most: float) -> str:
     """Wait (holding no database connection) until the link is no longer pending.
 
     Returns the link's state at the end: `ready`, `failed`, or still `pending` on timeout.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + at_most
     async with services.notifier.watching_link(link_id) as settled:
         while True:
             state = await _link_state(services, link_id)
@@ -225,10 +226,8 @@ async def wait_until_settled(services: Services, link_id: str, timeout: float) -
             if state != "pending" or remaining <= 0:
                 return state
             # Wake on the notification, or re-check now and then in case one was lost.
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(settled.wait(), min(remaining, 2.0))
-            except TimeoutError:
-                pass
             settled.clear()
 
 

@@ -55,7 +55,9 @@ async def fail_exhausted_jobs(services: Services) -> int:
     async with services.sessions() as session:
         rows = (
             await session.execute(
-                select(Job.id, Job.link_id, Job.attempts, Job.attempt_blob_id, Job.attempt_upload_id)
+                select(
+                    Job.id, Job.link_id, Job.attempts, Job.attempt_blob_id, Job.attempt_upload_id
+                )
                 .where(
                     Job.state == "running",
                     Job.lease_expires_at < db_now(),

@@ -95,9 +95,7 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
                     attempt_upload_id=None,
                     updated_at=db_now(),
                 )
-                .returning(
-                    Job.attempts, Job.link_id, Job.staging_key_id, Job.staging_wrapped_key
-                )
+                .returning(Job.attempts, Job.link_id, Job.staging_key_id, Job.staging_wrapped_key)
             )
         ).first()
         if claimed is None:

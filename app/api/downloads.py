@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -44,6 +45,7 @@ ERRORS: dict[int | str, dict[str, str]] = {
     503: {"description": "Still being sealed; retry after Retry-After seconds"},
 }
 Token = Annotated[str, Path(max_length=128)]
+SharePageRenderer = Callable[[Request, Services, str], Awaitable[Response]]
 
 
 class FileResponse(Response):
@@ -54,7 +56,9 @@ class FileResponse(Response):
         self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         if self.stream is None:
             await send({"type": "http.response.body", "body": b""})
             return
@@ -68,7 +72,9 @@ class FileResponse(Response):
     def init_headers(self, headers: object = None) -> None:
         """Keep our Content-Length; Starlette would compute one from an empty body."""
         assert isinstance(headers, dict)
-        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
 
 
 def _etag(link: LinkView) -> str:
@@ -143,10 +149,11 @@ async def download_named(
 @router.get("/s/{token}", responses=ERRORS, summary="The share link: a page or the file")
 async def share(request: Request, services: ServicesDep, token: Token) -> Response:
     """Browsers get the share page; curl and wget the file, unless downloads are limited."""
+    render: SharePageRenderer = request.app.state.render_share_page
     if wants_html(request):
-        return await request.app.state.render_share_page(request, services, token)
+        return await render(request, services, token)
     link = await links.resolve(services, token)
     if link.max_downloads is not None:
         # A link previewer must never spend a limited download: only the page is served.
-        return await request.app.state.render_share_page(request, services, token)
+        return await render(request, services, token)
     return await serve_file(request, services, token)

@@ -31,7 +31,9 @@ log = logging.getLogger("sealdrop.api")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def error_response(request: Request, status: int, message: str, headers: dict[str, str]) -> Response:
+def error_response(
+    request: Request, status: int, message: str, headers: dict[str, str]
+) -> Response:
     """The error body in the form the client reads best."""
     headers = {**NO_STORE, **headers}
     if request.url.path.startswith("/api/") or wants_json(request):
@@ -77,7 +79,9 @@ async def _validation_error(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    message = {404: "not found", 405: "method not allowed"}.get(error.status_code, str(error.detail))
+    message = {404: "not found", 405: "method not allowed"}.get(
+        error.status_code, str(error.detail)
+    )
     return error_response(request, error.status_code, message, dict(error.headers or {}))
 
 

@@ -11,7 +11,6 @@ from app import links
 from app.api.deps import ServicesDep
 from app.api.http import basic_password, header_password
 
-
 router = APIRouter(prefix="/api/v1/links")
 Token = Annotated[str, Path(max_length=128)]
 
@@ -82,5 +81,3 @@ async def delete_link(
     manage_token = value.strip() if scheme.lower() == "bearer" and value.strip() else None
     await links.delete_link(services, token, manage_token)
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
-
-

@@ -20,7 +20,7 @@ from sqlalchemy.sql.functions import FunctionElement
 _SQLITE_NOW = "STRFTIME('%Y-%m-%d %H:%M:%f000', 'now'"
 
 
-class db_now_plus(FunctionElement[datetime]):  # noqa: N801 - reads as a SQL function
+class db_now_plus(FunctionElement[datetime]):
     """The database's current time plus a number of seconds (which may be negative)."""
 
     type = DateTime(timezone=True)

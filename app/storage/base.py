@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -130,13 +130,14 @@ class ObjectStore(ABC):
         length: int | None = None,
         *,
         chunk_size: int = 1 << 20,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream `length` bytes (default: to the end) of `key` from `start`, in one read.
 
         Every chunk but the last has exactly `chunk_size` bytes; nothing beyond the range is
         yielded. If the object is shorter than asked the last chunk is short (or nothing is
         yielded when `start` is past the end): the caller checks. Raises ObjectMissing (on
-        the first iteration) when the object does not exist.
+        the first iteration) when the object does not exist. A reader that stops early calls
+        `aclose()` (or uses `contextlib.aclosing`) to release the file or connection at once.
         """
 
     @abstractmethod

@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from itertools import islice
@@ -80,7 +80,7 @@ class LocalStore(ObjectStore):
         length: int | None = None,
         *,
         chunk_size: int = 1 << 20,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream a byte range of the object from its file."""
         check_range(start, length, chunk_size)
         path = self.path(key)

@@ -8,7 +8,8 @@ are one ranged GET streamed in chunks. `init_buckets` (for `sealdrop storage ini
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from datetime import UTC
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["S3Store", "S3Writer", "init_buckets"]
 
-LIST_PAGE_SIZE = 1000
-
 
 class S3Store(ObjectStore):
     """Objects in one bucket."""
@@ -59,7 +58,7 @@ class S3Store(ObjectStore):
         length: int | None = None,
         *,
         chunk_size: int = 1 << 20,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """One GET with a Range header, its body read in `chunk_size` chunks in threads."""
         check_range(start, length, chunk_size)
         check_key(key)
@@ -89,7 +88,10 @@ class S3Store(ObjectStore):
         """HEAD the object: its ContentLength, or None if it does not exist."""
         try:
             head = await self._s3.call(
-                f"HEAD of {key!r}", self._s3.client.head_object, Bucket=self.bucket, Key=key
+                f"HEAD of {check_key(key)!r}",
+                self._s3.client.head_object,
+                Bucket=self.bucket,
+                Key=key,
             )
         except ObjectMissing:
             return None
@@ -110,7 +112,8 @@ class S3Store(ObjectStore):
         pages = paginator.paginate(Bucket=self.bucket, Prefix=check_prefix(prefix))
         async for page in self._pages("list", iter(pages)):
             for item in page.get("Contents", []):
-                yield ObjectInfo(key=item["Key"], size=item["Size"], modified=item["LastModified"])
+                modified = item["LastModified"].astimezone(UTC)
+                yield ObjectInfo(key=item["Key"], size=item["Size"], modified=modified)
 
     async def list_pending_uploads(self, prefix: str) -> AsyncIterator[PendingUpload]:
         """ListMultipartUploads under `prefix`, page by page."""
@@ -118,8 +121,9 @@ class S3Store(ObjectStore):
         pages = paginator.paginate(Bucket=self.bucket, Prefix=check_prefix(prefix))
         async for page in self._pages("listing of uploads", iter(pages)):
             for upload in page.get("Uploads", []):
+                started = upload["Initiated"].astimezone(UTC)
                 yield PendingUpload(
-                    key=upload["Key"], upload_id=upload["UploadId"], started=upload["Initiated"]
+                    key=upload["Key"], upload_id=upload["UploadId"], started=started
                 )
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
@@ -128,7 +132,12 @@ class S3Store(ObjectStore):
 
     async def check(self) -> None:
         """HEAD the bucket: reachable, credentials accepted, bucket present."""
-        await self._s3.call("HEAD of the bucket", self._s3.client.head_bucket, Bucket=self.bucket)
+        try:
+            await self._s3.call(
+                "HEAD of the bucket", self._s3.client.head_bucket, Bucket=self.bucket
+            )
+        except ObjectMissing:
+            raise StorageError(f"S3 bucket {self.bucket!r} does not exist", code="404") from None
 
     async def close(self) -> None:
         """Close the client's connections."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
+from http import HTTPStatus
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,8 +99,12 @@ def storage_error(exc: ClientError | BotoCoreError, action: str, bucket: str) ->
         # timeout) and never include secrets.
         return StorageError(f"S3 {action} in bucket {bucket!r} failed: {exc}")
     code = error_code(exc)
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
     error_class = ObjectMissing if code in MISSING_KEY_CODES else StorageError
-    return error_class(
-        f"S3 {action} in bucket {bucket!r} failed: {code} (HTTP {status})", code=code
-    )
+    return error_class(f"S3 {action} in bucket {bucket!r} failed: {_describe(code)}", code=code)
+
+
+def _describe(code: str) -> str:
+    # HEAD answers have no body, so their "code" is only the HTTP status.
+    if code.isdigit() and int(code) in HTTPStatus._value2member_map_:
+        return f"HTTP {code} {HTTPStatus(int(code)).phrase}"
+    return code

@@ -16,7 +16,6 @@ from fastapi.templating import Jinja2Templates
 from app import links
 from app.api.deps import ServicesDep
 from app.api.http import basic_password, download_url
-
 from app.services import Services
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -88,5 +87,3 @@ def render_error_page(
     )
     response.headers.update(headers)
     return response
-
-
