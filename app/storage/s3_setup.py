@@ -16,7 +16,11 @@ from app.storage.s3_client import S3Calls
 from app.storage.urls import S3Location, parse_store_url
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import LifecycleRuleOutputTypeDef, LifecycleRuleTypeDef
+    from mypy_boto3_s3.type_defs import (
+        LifecycleRuleOutputTypeDef,
+        LifecycleRuleTypeDef,
+        PublicAccessBlockConfigurationTypeDef,
+    )
 
 STAGING_PREFIX = "staging/"
 EXPIRE_STAGING_RULE = "sealdrop-expire-staging"
@@ -24,6 +28,15 @@ ABORT_UPLOADS_RULE = "sealdrop-abort-incomplete-uploads"
 _MISSING_BUCKET = frozenset({"404", "NoSuchBucket", "NotFound"})
 _NO_LIFECYCLE = frozenset({"NoSuchLifecycleConfiguration"})
 _UNSUPPORTED = frozenset({"NotImplemented"})
+_NO_ACCESS_BLOCK = frozenset({"NoSuchPublicAccessBlockConfiguration"})
+_PROBE_KEY = "sealdrop-storage-init-probe"
+_ALL_BLOCKED: PublicAccessBlockConfigurationTypeDef = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+_ACLS_IGNORED: PublicAccessBlockConfigurationTypeDef = {**_ALL_BLOCKED, "BlockPublicAcls": False}
 
 
 async def init_buckets(blob_url: str, staging_url: str) -> list[str]:
@@ -115,17 +128,12 @@ async def _warn_versioning(s3: S3Calls) -> list[str]:
 async def _block_public_access(s3: S3Calls) -> str:
     bucket = s3.location.bucket
     try:
-        await s3.call(
-            "blocking of public access",
-            s3.client.put_public_access_block,
-            Bucket=bucket,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        )
+        ignoring = await _access_block(s3) == _ACLS_IGNORED and s3.location.endpoint_url
+        if not ignoring:
+            await _put_access_block(s3, _ALL_BLOCKED)
+            if s3.location.endpoint_url is None or await _owner_can_write(s3):
+                return f"bucket {bucket}: public access blocked"
+            await _put_access_block(s3, _ACLS_IGNORED)
     except StorageError as exc:
         if exc.code not in _UNSUPPORTED:
             raise
@@ -133,7 +141,50 @@ async def _block_public_access(s3: S3Calls) -> str:
             f"bucket {bucket}: the server does not implement public access blocks "
             "(NotImplemented); make sure the bucket has no public ACL or policy"
         )
-    return f"bucket {bucket}: public access blocked"
+    return (
+        f"bucket {bucket}: public access blocked; public ACLs are ignored rather than refused, "
+        "because this server refuses even private writes under BlockPublicAcls"
+    )
+
+
+async def _access_block(s3: S3Calls) -> PublicAccessBlockConfigurationTypeDef | None:
+    try:
+        response = await s3.call(
+            "reading of the public access block",
+            s3.client.get_public_access_block,
+            Bucket=s3.location.bucket,
+        )
+    except StorageError as exc:
+        if exc.code not in _NO_ACCESS_BLOCK:
+            raise
+        return None
+    return response["PublicAccessBlockConfiguration"]
+
+
+async def _put_access_block(s3: S3Calls, flags: PublicAccessBlockConfigurationTypeDef) -> None:
+    await s3.call(
+        "blocking of public access",
+        s3.client.put_public_access_block,
+        Bucket=s3.location.bucket,
+        PublicAccessBlockConfiguration=flags,
+    )
+
+
+async def _owner_can_write(s3: S3Calls) -> bool:
+    """Whether the bucket still takes a private write from its owner.
+
+    Ceph RGW (16.2 at least) refuses every write, ACL or not, while BlockPublicAcls is on;
+    on such a server IgnorePublicAcls alone keeps any public ACL void.
+    """
+    bucket = s3.location.bucket
+    try:
+        await s3.call("probe write", s3.client.put_object, Bucket=bucket, Key=_PROBE_KEY, Body=b"")
+    except StorageError as exc:
+        if exc.code != "AccessDenied":
+            raise
+        return False
+    await s3.call("probe delete", s3.client.delete_object, Bucket=bucket, Key=_PROBE_KEY)
+    return True
 
 
 async def _set_lifecycle(s3: S3Calls, *, expire_staging: bool) -> str:
