@@ -44,7 +44,8 @@ ERRORS: dict[int | str, dict[str, str]] = {
     429: {"description": "Locked after too many wrong passwords"},
     503: {"description": "Still being sealed; retry after Retry-After seconds"},
 }
-Token = Annotated[str, Path(max_length=128)]
+# No max_length: a token of any wrong shape is a 404 (DESIGN §6), never a 400.
+Token = Annotated[str, Path()]
 SharePageRenderer = Callable[[Request, Services, str], Awaitable[Response]]
 
 

@@ -12,7 +12,8 @@ from app.api.deps import ServicesDep
 from app.api.http import basic_password, header_password
 
 router = APIRouter(prefix="/api/v1/links")
-Token = Annotated[str, Path(max_length=128)]
+# No max_length: a token of any wrong shape is a 404 (DESIGN §6), never a 400.
+Token = Annotated[str, Path()]
 
 
 class LinkStatus(BaseModel):
