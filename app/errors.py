@@ -100,6 +100,13 @@ class RangeNotSatisfiable(SealdropError):
         self.size = size
 
 
+class UploadTimedOut(SealdropError):
+    """The client stopped sending the body; nothing was kept."""
+
+    status = 408
+    message = "the upload stalled and timed out; nothing was kept"
+
+
 class Forbidden(SealdropError):
     """The manage token is missing or wrong."""
 

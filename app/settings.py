@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 2
 
     negative_cache_ttl_seconds: float = 30.0
+    body_idle_timeout_seconds: float = 60.0
     log_level: str = "info"
 
     @field_validator("max_ttl", mode="before")

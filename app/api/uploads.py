@@ -7,6 +7,7 @@ the announced size, before a byte of the body is read, so a client sending
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -19,7 +20,7 @@ from app import uploads
 from app.api.deps import ServicesDep
 from app.api.http import download_url, header_password, share_url, wants_json
 from app.api.multipart import StreamingForm
-from app.errors import BadRequest, Unavailable, UploadAborted
+from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut
 from app.filenames import clean_content_type, clean_filename
 from app.passwords import decode_password
 from app.services import Services
@@ -49,13 +50,23 @@ ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
+async def _body(request: Request, services: Services) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a client that goes silent for too long is dropped."""
+    idle_seconds = services.settings.body_idle_timeout_seconds
+    chunks = request.stream()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
             if chunk:
                 yield chunk
     except ClientDisconnect:
         raise UploadAborted() from None
+    except TimeoutError:
+        raise UploadTimedOut() from None
 
 
 def _declared_size(request: Request) -> int | None:
@@ -93,7 +104,7 @@ async def put_file(
     declared = _declared_size(request)
     uploads.check_declared_size(declared, services)
     created = await uploads.receive_upload(
-        services, _body(request), lambda: options, declared_size=declared
+        services, _body(request, services), lambda: options, declared_size=declared
     )
     wait = "respond-async" not in (prefer or "").lower()
     return await _answer(request, services, created, name, wait=wait)
@@ -127,7 +138,7 @@ async def put_file(
 async def post_file(request: Request, services: ServicesDep) -> Response:
     """Upload from a form; answers like PUT, waiting for sealing unless asked not to."""
     uploads.check_declared_size(_declared_size(request), services)
-    form = StreamingForm(request.headers.get("content-type"), _body(request))
+    form = StreamingForm(request.headers.get("content-type"), _body(request, services))
     created = await uploads.receive_upload(
         services, form.file_chunks(), lambda: _form_options(form, services)
     )
