@@ -150,6 +150,13 @@ async def download_named(
 @router.get("/s/{token}", responses=ERRORS, summary="The share link: a page or the file")
 async def share(request: Request, services: ServicesDep, token: Token) -> Response:
     """Browsers get the share page; curl and wget the file, unless downloads are limited."""
+    response = await _share_answer(request, services, token)
+    # The same URL answers a page or the file depending on Accept (DESIGN §6).
+    response.headers["Vary"] = "Accept"
+    return response
+
+
+async def _share_answer(request: Request, services: Services, token: str) -> Response:
     render: SharePageRenderer = request.app.state.render_share_page
     if wants_html(request):
         return await render(request, services, token)

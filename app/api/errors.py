@@ -36,6 +36,8 @@ def error_response(
 ) -> Response:
     """The error body in the form the client reads best."""
     headers = {**NO_STORE, **headers}
+    if request.url.path.startswith("/s/"):
+        headers["Vary"] = "Accept"  # a page for browsers, a line of text for curl
     if request.url.path.startswith("/api/") or wants_json(request):
         return JSONResponse({"error": message, "status": status}, status, headers=headers)
     renderer = getattr(request.app.state, "render_error_page", None)
