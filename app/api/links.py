@@ -41,8 +41,11 @@ class LinkStatus(BaseModel):
     },
     summary="Link status and public metadata",
 )
-async def link_status(request: Request, services: ServicesDep, token: Token) -> LinkStatus:
+async def link_status(
+    request: Request, response: Response, services: ServicesDep, token: Token
+) -> LinkStatus:
     """The link's state; a protected link shows its file details only with its password."""
+    response.headers["Cache-Control"] = "no-store"
     link = await links.resolve(services, token)
     password = header_password(request) or basic_password(request)
     status = LinkStatus(
