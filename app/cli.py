@@ -71,7 +71,8 @@ async def _with_services(action: Callable[..., Awaitable[None]], *extra: object)
         await services.close()
 
 
-async def _run_worker(services: object, concurrency: int) -> None:
+async def _run_worker(services: object, concurrency: int, metrics_port: int | None) -> None:
+    from app import metrics
     from app.services import Services
     from worker.runner import Worker
 
@@ -84,14 +85,21 @@ async def _run_worker(services: object, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stop)
+    stop_metrics = (
+        metrics.serve_in_thread(services.settings.host, metrics_port) if metrics_port else None
+    )
     log.info("worker %s started (concurrency %d)", worker.name, concurrency)
-    await worker.run()
+    try:
+        await worker.run()
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
     log.info("worker %s stopped", worker.name)
 
 
 def run_worker(args: argparse.Namespace) -> None:
     """Run a standalone worker until SIGTERM."""
-    asyncio.run(_with_services(_run_worker, args.concurrency))
+    asyncio.run(_with_services(_run_worker, args.concurrency, args.metrics_port))
 
 
 async def _migrate(services: object) -> None:
@@ -169,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=serve)
     p = sub.add_parser("worker", help="run a sealing worker")
     p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (SEALDROP_HOST)"
+    )
     p.set_defaults(func=run_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=run_migrate)
     sub.add_parser("purge", help="run one janitor pass").set_defaults(func=run_purge)

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, or_, select, update
 
+from app import metrics
 from app.db.clock import as_utc, db_now, db_now_plus, seconds
 from app.db.models import Blob, Job, Link
 from app.db.session import transaction
@@ -78,6 +79,7 @@ async def resolve(services: Services, token: str) -> LinkView:
         raise LinkNotFound()
     hashed = token_hash(token)
     cached = await services.cache.get(hashed)
+    metrics.NEGATIVE_CACHE.labels("miss" if cached is None else "hit").inc()
     if cached == 404:
         raise LinkNotFound()
     if cached == 410:
@@ -147,6 +149,7 @@ async def authorize(services: Services, link: LinkView, password: str | None) ->
     if await services.passwords.verify(link.password_hash, password):
         await _reset_attempts(services, link)
         return
+    metrics.PASSWORD_FAILURES.inc()
     await _maybe_lock(services, link, attempts)
     log.info("wrong password link=%s attempts=%d", log_name(link.token_hash), attempts)
     raise PasswordRequired(link.realm)

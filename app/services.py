@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.cache import MemoryNegativeCache, NegativeCache
 from app.db.session import make_engine, make_sessionmaker
 from app.keys import KeyRing, load_key_ring
@@ -52,6 +53,7 @@ async def open_services(settings: Settings) -> Services:
     if settings.is_sqlite or settings.resolved_storage_url.startswith("file://"):
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.resolved_database_url)
+    metrics.count_database_errors(engine)
     blobs = open_store(settings.resolved_storage_url)
     staging = (
         blobs

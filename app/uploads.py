@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select
 
-from app import sealing
+from app import metrics, sealing
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, Link
 from app.db.session import transaction
@@ -101,6 +101,7 @@ class _Staged:
     sha256: bytes
 
 
+@metrics.count_outcomes(metrics.UPLOADS, success="created")
 async def receive_upload(
     services: Services,
     body: AsyncIterator[bytes],
@@ -159,6 +160,7 @@ async def _seal_into(
     async for chunk in body:
         if sealer.plaintext_size + len(chunk) > limit:
             raise UploadTooLarge()
+        metrics.RECEIVED_BYTES.inc(len(chunk))
         digest.update(chunk)
         for segment in sealer.update(chunk):
             await writer.write(segment)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 
-from app.db.clock import db_now, db_now_plus, seconds
+from app import metrics
+from app.db.clock import as_utc, db_now, db_now_plus, seconds
 from app.db.models import Blob, Job, Link
 from app.db.session import transaction
 from app.services import Services
@@ -72,7 +73,14 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
     async with transaction(services.sessions, immediate=True) as session:
         candidate = (
             await session.execute(
-                select(Job.id, Job.attempts, Job.attempt_blob_id, Job.attempt_upload_id)
+                select(
+                    Job.id,
+                    Job.attempts,
+                    Job.attempt_blob_id,
+                    Job.attempt_upload_id,
+                    Job.run_after,
+                    db_now().label("now"),
+                )
                 .where(_claimable(settings.job_max_attempts))
                 .order_by(Job.run_after)
                 .limit(1)
@@ -103,6 +111,8 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         link = (
             await session.execute(select(Link.size, Link.sha256).where(Link.id == claimed.link_id))
         ).one()
+    waited = as_utc(candidate.now) - as_utc(candidate.run_after)
+    metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, waited.total_seconds()))
     return ClaimedJob(
         id=candidate.id,
         link_id=claimed.link_id,
@@ -116,6 +126,15 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         previous_blob_id=candidate.attempt_blob_id,
         previous_upload_id=candidate.attempt_upload_id,
     )
+
+
+async def depth(services: Services) -> int:
+    """How many jobs are queued (runnable now or after a back-off)."""
+    async with services.sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Job).where(Job.state == "queued")
+        )
+    return int(count or 0)
 
 
 async def record_upload_id(services: Services, job: ClaimedJob, upload_id: str) -> bool:

@@ -13,6 +13,7 @@ import os
 import socket
 from contextlib import suppress
 
+from app import metrics
 from app.services import Services
 from app.tokens import new_id
 from worker import janitor, queue, seal
@@ -21,6 +22,7 @@ from worker.queue import ClaimedJob
 log = logging.getLogger("sealdrop.worker")
 
 IDLE_POLL_SECONDS = 5.0
+QUEUE_DEPTH_SECONDS = 5.0
 
 
 def worker_name() -> str:
@@ -46,12 +48,14 @@ class Worker:
     async def run(self, *, grace_seconds: float = 20.0) -> None:
         """Claim and seal until `stop` is called."""
         janitor_task = asyncio.create_task(self._janitor_loop())
+        depth_task = asyncio.create_task(self._queue_depth_loop())
         try:
             await self._claim_loop()
         finally:
-            janitor_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await janitor_task
+            for task in (janitor_task, depth_task):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             await self._drain(grace_seconds)
 
     async def _claim_loop(self) -> None:
@@ -109,7 +113,8 @@ class Worker:
         services = self.services
         try:
             await seal.clean_previous_attempt(services, job)
-            blob = await self._under_lease(job)
+            with metrics.timed(metrics.SEALING_SECONDS, success="sealed"):
+                blob = await self._under_lease(job)
         except seal.LeaseLost:
             log.warning("job %s: lease lost, another worker has it", job.id)
             return
@@ -162,6 +167,15 @@ class Worker:
         if await queue.fail(self.services, job, error):
             await self.services.staging.delete(f"staging/{job.id}")
             await self.services.notifier.link_settled(job.link_id)
+
+    async def _queue_depth_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                metrics.QUEUE_DEPTH.set(await queue.depth(self.services))
+            except Exception:
+                log.warning("could not count queued jobs", exc_info=True)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), QUEUE_DEPTH_SECONDS)
 
     async def _janitor_loop(self) -> None:
         interval = self.services.settings.janitor_interval_seconds

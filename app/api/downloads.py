@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app import downloads, links
+from app import downloads, links, metrics
 from app.api.deps import ServicesDep
 from app.api.http import basic_password, wants_html
 from app.downloads import ByteRange, PlaintextStream
@@ -62,13 +62,19 @@ class FileResponse(Response):
         )
         if self.stream is None:
             await send({"type": "http.response.body", "body": b""})
+            metrics.DOWNLOADS.labels("head" if scope["method"] == "HEAD" else "complete").inc()
             return
+        sent, outcome = 0, "interrupted"
         try:
             async for chunk in self.stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+            await send({"type": "http.response.body", "body": b""})
+            outcome = "complete"
         finally:
+            metrics.SENT_BYTES.inc(sent)
+            metrics.DOWNLOADS.labels(outcome).inc()
             await self.stream.aclose()
-        await send({"type": "http.response.body", "body": b""})
 
     def init_headers(self, headers: object = None) -> None:
         """Keep our Content-Length; Starlette would compute one from an empty body."""
@@ -99,6 +105,7 @@ def _requested_range(request: Request, link: LinkView) -> ByteRange | None:
     return downloads.parse_range(request.headers.get("range"), link.size)
 
 
+@metrics.count_outcomes(metrics.DOWNLOADS, success=None)
 async def serve_file(request: Request, services: Services, token: str) -> Response:
     """Resolve, authorize, and answer with the file or the part of it asked for."""
     link = await links.resolve(services, token)
@@ -106,6 +113,7 @@ async def serve_file(request: Request, services: Services, token: str) -> Respon
     blob = links.require_ready(link)
     headers = _file_headers(link)
     if request.headers.get("if-none-match", "").strip() == _etag(link):
+        metrics.DOWNLOADS.labels("not_modified").inc()
         return Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
     byte_range = _requested_range(request, link)
     status = 200 if byte_range is None else 206

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import ServicesDep
 from app.db.session import ping
+from app.metrics import REGISTRY
 
 log = logging.getLogger("sealdrop.health")
 router = APIRouter(include_in_schema=False)
@@ -50,5 +51,5 @@ async def readyz(request: Request, services: ServicesDep) -> Response:
 
 @router.get("/metrics")
 async def metrics() -> Response:
-    """Prometheus metrics of this process."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of this process (its API and, embedded, its worker)."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -20,6 +20,7 @@ import boto3.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app import metrics
 from app.storage.base import ObjectMissing, StorageError
 from app.storage.urls import S3Location
 
@@ -76,6 +77,8 @@ class S3Calls:
         try:
             return await anyio.to_thread.run_sync(function, limiter=self._limiter)
         except (ClientError, BotoCoreError) as exc:
+            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            metrics.S3_ERRORS.labels(code).inc()
             raise storage_error(exc, action, self.location.bucket) from exc
 
     async def batches(self, action: str, items: Iterator[T], size: int) -> list[T]:
