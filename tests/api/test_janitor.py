@@ -1,0 +1,256 @@
+"""The janitor, one pass at a time (`worker.janitor.run_once`), against the real app.
+
+Time passes in the database (expiry, purge date) or in file times (`os.utime`) for
+objects; the janitor must purge what is over, sweep what no row knows, and never touch an
+object a row still uses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.db.clock import db_now_plus, seconds
+from app.db.models import Blob
+from app.settings import Settings
+from app.storage.base import ObjectStore
+from tests.conftest import AppClient
+from tests.support.asgi import Uploaded, running_app, upload
+from tests.support.datadir import blob_files, objects_root, staging_files
+from tests.support.jobs import seal_queued
+from tests.support.rows import link_row, update_link
+from worker import janitor
+
+DAY = 86400
+
+
+@pytest.fixture
+async def eager_idle_client(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[AppClient]:
+    """The app with no worker and a zero maximum age for unreferenced objects."""
+    settings = make_settings(staging_max_age_seconds=0, worker="off", upload_wait_seconds=0)
+    async with running_app(settings) as client:
+        yield client
+
+
+async def _blob_row(client: AppClient, blob_id: str) -> Blob | None:
+    async with client.services.sessions() as session:
+        row: Blob | None = await session.scalar(select(Blob).where(Blob.id == blob_id))
+        return row
+
+
+async def _ready(client: AppClient, **headers: str) -> tuple[Uploaded, str]:
+    created = await upload(client, b"bytes to purge", headers=headers)
+    row = await link_row(client.services, created.token)
+    assert row is not None
+    assert row.blob_id is not None
+    return created, row.blob_id
+
+
+def _backdate(path: Path, hours: float = 7) -> None:
+    """Make a file look `hours` old (older than the default 6 h maximum age)."""
+    then = time.time() - hours * 3600
+    os.utime(path, (then, then))
+
+
+def _blob_path(settings: Settings, blob_id: str) -> Path:
+    return objects_root(settings) / "blobs" / blob_id
+
+
+async def _write(store: ObjectStore, key: str) -> None:
+    writer = await store.open_writer(key)
+    await writer.write(b"no row knows me")
+    await writer.commit()
+
+
+async def _purge_past_grace(client: AppClient, token: str) -> None:
+    grace = client.services.settings.purge_grace_seconds
+    await update_link(client.services, token, expires_at=db_now_plus(seconds(-grace - 5)))
+
+
+# Purging links
+
+
+async def test_expired_link_past_grace_loses_its_blob_row_and_object(
+    client: AppClient, settings: Settings
+) -> None:
+    created, blob_id = await _ready(client)
+    assert _blob_path(settings, blob_id).exists()
+    await _purge_past_grace(client, created.token)
+    report = await janitor.run_once(client.services)
+    assert report.links_purged == 1
+    assert await _blob_row(client, blob_id) is None
+    assert not _blob_path(settings, blob_id).exists()
+    assert (await client.get(f"/d/{created.token}")).status_code == 410
+
+
+async def test_purged_link_keeps_a_tombstone_with_its_file_fields_cleared(
+    client: AppClient,
+) -> None:
+    created, _ = await _ready(client, **{"Link-Password": "pw"})
+    await _purge_past_grace(client, created.token)
+    await janitor.run_once(client.services)
+    row = await link_row(client.services, created.token)
+    assert row is not None
+    assert row.purged_at is not None
+    cleared = (
+        row.filename,
+        row.content_type,
+        row.size,
+        row.sha256,
+        row.password_hash,
+        row.blob_id,
+    )
+    assert cleared == (None,) * 6
+
+
+async def test_expired_link_within_grace_is_not_purged_yet(
+    client: AppClient, settings: Settings
+) -> None:
+    created, blob_id = await _ready(client)
+    await update_link(client.services, created.token, expires_at=db_now_plus(seconds(-1)))
+    report = await janitor.run_once(client.services)
+    assert report.links_purged == 0
+    assert _blob_path(settings, blob_id).exists()
+    assert (await client.get(f"/d/{created.token}")).status_code == 410
+
+
+async def test_deleted_link_is_purged(client: AppClient, settings: Settings) -> None:
+    created, blob_id = await _ready(client)
+    await client.delete(
+        f"/api/v1/links/{created.token}",
+        headers={"Authorization": f"Bearer {created.manage_token}"},
+    )
+    await janitor.run_once(client.services)
+    assert await _blob_row(client, blob_id) is None
+    assert not _blob_path(settings, blob_id).exists()
+
+
+async def test_used_up_link_is_purged(client: AppClient, settings: Settings) -> None:
+    created, blob_id = await _ready(client, **{"Max-Downloads": "1"})
+    assert (await client.get(f"/d/{created.token}")).status_code == 200
+    await janitor.run_once(client.services)
+    assert await _blob_row(client, blob_id) is None
+    assert not _blob_path(settings, blob_id).exists()
+
+
+async def test_live_link_is_not_purged(client: AppClient) -> None:
+    created, blob_id = await _ready(client)
+    report = await janitor.run_once(client.services)
+    assert report.links_purged == 0
+    assert await _blob_row(client, blob_id) is not None
+    assert (await client.get(f"/d/{created.token}")).content == b"bytes to purge"
+
+
+# Tombstones
+
+
+async def test_tombstone_older_than_tombstone_days_is_removed_and_the_token_answers_404(
+    client: AppClient,
+) -> None:
+    created, _ = await _ready(client)
+    await _purge_past_grace(client, created.token)
+    await janitor.run_once(client.services)
+    days = client.services.settings.tombstone_days
+    await update_link(
+        client.services, created.token, purged_at=db_now_plus(seconds(-days * DAY - 1))
+    )
+    report = await janitor.run_once(client.services)
+    assert report.tombstones_removed == 1
+    assert await link_row(client.services, created.token) is None
+    assert (await client.get(f"/d/{created.token}")).status_code == 404
+
+
+async def test_young_tombstone_is_kept_and_answers_410(client: AppClient) -> None:
+    created, _ = await _ready(client)
+    await _purge_past_grace(client, created.token)
+    await janitor.run_once(client.services)
+    await update_link(client.services, created.token, purged_at=db_now_plus(seconds(-DAY)))
+    report = await janitor.run_once(client.services)
+    assert report.tombstones_removed == 0
+    assert (await client.get(f"/d/{created.token}")).status_code == 410
+
+
+# Objects no row knows (apps with no worker: no background janitor pass races the test)
+
+
+async def test_old_orphan_blob_object_is_swept(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    await _write(idle_client.services.blobs, "blobs/orphan-blob")
+    path = _blob_path(idle_settings, "orphan-blob")
+    _backdate(path)
+    report = await janitor.run_once(idle_client.services)
+    assert report.objects_swept == ["blobs/orphan-blob"]
+    assert not path.exists()
+
+
+async def test_orphan_staging_object_older_than_the_max_age_is_swept(
+    eager_idle_client: AppClient,
+) -> None:
+    settings = eager_idle_client.services.settings
+    await _write(eager_idle_client.services.staging, "staging/orphan-job")
+    assert len(staging_files(settings)) == 1
+    report = await janitor.run_once(eager_idle_client.services)
+    assert report.objects_swept == ["staging/orphan-job"]
+    assert staging_files(settings) == []
+
+
+async def test_young_orphan_object_is_kept(idle_client: AppClient, idle_settings: Settings) -> None:
+    await _write(idle_client.services.blobs, "blobs/young-orphan")
+    report = await janitor.run_once(idle_client.services)
+    assert report.objects_swept == []
+    assert _blob_path(idle_settings, "young-orphan").exists()
+
+
+async def test_stale_temporary_file_of_an_unfinished_write_is_removed(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    writer = await idle_client.services.blobs.open_writer("blobs/crashed-write")
+    await writer.write(b"half written" * 100_000)  # past the buffer: it reaches the file
+    [temporary] = blob_files(idle_settings)
+    _backdate(temporary)
+    report = await janitor.run_once(idle_client.services)
+    assert report.uploads_aborted == 1
+    assert not temporary.exists()
+    await writer.abort()
+
+
+async def test_young_temporary_file_is_kept(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    writer = await idle_client.services.blobs.open_writer("blobs/writing-now")
+    await writer.write(b"still writing" * 100_000)
+    report = await janitor.run_once(idle_client.services)
+    assert report.uploads_aborted == 0
+    assert len(blob_files(idle_settings)) == 1
+    await writer.abort()
+
+
+async def test_referenced_blob_is_never_removed(eager_idle_client: AppClient) -> None:
+    services = eager_idle_client.services
+    created = await upload(eager_idle_client, b"sealed and kept")
+    assert await seal_queued(services) == 1
+    [blob] = blob_files(services.settings)
+    report = await janitor.run_once(services)
+    assert report.objects_swept == []
+    assert blob.exists()
+    assert (await eager_idle_client.get(f"/d/{created.token}")).content == b"sealed and kept"
+
+
+async def test_staged_object_of_a_queued_job_is_never_removed(
+    eager_idle_client: AppClient,
+) -> None:
+    settings = eager_idle_client.services.settings
+    created = await upload(eager_idle_client, b"waiting to be sealed")
+    [staged] = staging_files(settings)
+    report = await janitor.run_once(eager_idle_client.services)
+    assert report.objects_swept == []
+    assert staged.exists()
+    assert (await eager_idle_client.get(f"/d/{created.token}")).status_code == 503
