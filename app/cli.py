@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -37,6 +38,13 @@ def _logging(settings: Settings) -> None:
     )
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's forwarded-header options: X-Forwarded-For is believed only from
+    `SEALDROP_TRUSTED_PROXIES` (addresses or networks); with none, it is always ignored."""
+    proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
+
+
 def serve(args: argparse.Namespace) -> None:
     """Run the API (and, unless SEALDROP_WORKER=off, the worker) under uvicorn."""
     import uvicorn
@@ -45,13 +53,11 @@ def serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
     _logging(settings)
-    proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
     uvicorn.run(
         create_app(settings),
         host=args.host or settings.host,
         port=args.port or settings.port,
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=proxies or None,
+        **proxy_options(settings),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=int(args.grace),
         log_level=settings.log_level,

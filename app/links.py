@@ -132,23 +132,30 @@ def _view(link: Link, blob: Blob | None) -> LinkView:
     )
 
 
-async def authorize(services: Services, link: LinkView, password: str | None) -> None:
+async def authorize(
+    services: Services, link: LinkView, password: str | None, *, client: str | None = None
+) -> None:
     """Let the request through if the link needs no password or `password` is right.
 
     A wrong password is counted in the link's row *before* the hash is computed, so
     parallel guesses cannot outrun the limit; while the link is locked even the right
     password gets TooManyAttempts. A missing password is not counted (every browser asks
-    once without one) but answers like a wrong one.
+    once without one) but answers like a wrong one. Wrong passwords are also counted per
+    `client` address, so one client cannot guess across many links.
     """
     if link.password_hash is None:
         return
     if password is None:
         await _refuse_if_locked(services, link)
         raise PasswordRequired(link.realm)
+    if client is not None:
+        await services.limits.check_password_allowed(client)
     attempts = await _count_attempt(services, link)
     if await services.passwords.verify(link.password_hash, password):
         await _reset_attempts(services, link)
         return
+    if client is not None:
+        await services.limits.count_password_failure(client)
     metrics.PASSWORD_FAILURES.inc()
     await _maybe_lock(services, link, attempts)
     log.info("wrong password link=%s attempts=%d", log_name(link.token_hash), attempts)

@@ -13,10 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import metrics
 from app.cache import MemoryNegativeCache, NegativeCache
+from app.cache_redis import RedisNegativeCache
 from app.db.session import make_engine, make_sessionmaker
 from app.keys import KeyRing, load_key_ring
+from app.limits import ClientLimits
 from app.notify import Notifier
+from app.notify_pg import PostgresNotifier
 from app.passwords import PasswordHashing
+from app.redis_client import GuardedRedis
 from app.settings import Settings
 from app.storage import open_store
 from app.storage.base import ObjectStore
@@ -37,11 +41,15 @@ class Services:
     cache: NegativeCache
     notifier: Notifier
     passwords: PasswordHashing
+    limits: ClientLimits
+    redis: GuardedRedis | None = None
     upload_waiters: int = field(default=0)
 
     async def close(self) -> None:
         """Release every connection and client."""
         await self.notifier.close()
+        if self.redis is not None:
+            await self.redis.close()
         await self.staging.close()
         if self.staging is not self.blobs:
             await self.blobs.close()
@@ -60,8 +68,13 @@ async def open_services(settings: Settings) -> Services:
         if settings.resolved_staging_url == settings.resolved_storage_url
         else open_store(settings.resolved_staging_url)
     )
-    notifier = Notifier()
+    notifier = (
+        Notifier()
+        if settings.is_sqlite
+        else PostgresNotifier(engine, settings.resolved_database_url)
+    )
     await notifier.start()
+    redis = _open_redis(settings)
     return Services(
         settings=settings,
         engine=engine,
@@ -69,11 +82,28 @@ async def open_services(settings: Settings) -> Services:
         blobs=blobs,
         staging=staging,
         keys=load_key_ring(settings),
-        cache=MemoryNegativeCache(ttl_seconds=settings.negative_cache_ttl_seconds),
+        cache=_negative_cache(settings, redis),
         notifier=notifier,
         passwords=PasswordHashing(
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,
             concurrency=settings.argon2_concurrency,
         ),
+        limits=ClientLimits(settings, redis),
+        redis=redis,
     )
+
+
+def _open_redis(settings: Settings) -> GuardedRedis | None:
+    if not settings.redis_url:
+        return None
+    return GuardedRedis.from_url(
+        settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout_seconds
+    )
+
+
+def _negative_cache(settings: Settings, redis: GuardedRedis | None) -> NegativeCache:
+    ttl = settings.negative_cache_ttl_seconds
+    if redis is None:
+        return MemoryNegativeCache(ttl_seconds=ttl)
+    return RedisNegativeCache(redis, ttl_seconds=ttl)

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 2
 
     negative_cache_ttl_seconds: float = 30.0
+    redis_timeout_seconds: float = 0.05
+    upload_rate_per_minute: int = 60
+    client_password_failures: int = 30
+    client_password_window_seconds: int = 600
     body_idle_timeout_seconds: float = 60.0
     log_level: str = "info"
 

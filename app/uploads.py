@@ -125,6 +125,7 @@ async def receive_upload(
     except BaseException:
         await asyncio.shield(services.staging.delete(f"staging/{staged.job_id}"))
         raise
+    await services.cache.forget(token_hash(created.token))
     await services.notifier.job_queued()
     log.info("upload staged link=%s size=%d", log_name(token_hash(created.token)), staged.size)
     return created

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.api.http import client_address
 from app.services import Services
 from app.settings import Settings
 
@@ -24,3 +25,8 @@ def get_settings(request: Request) -> Settings:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def limit_uploads(request: Request, services: ServicesDep) -> None:
+    """Count an upload against its client's limit, before a byte of the body is read."""
+    await services.limits.check_upload(client_address(request))

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from app import downloads, links, metrics
 from app.api.deps import ServicesDep
-from app.api.http import basic_password, wants_html
+from app.api.http import basic_password, client_address, wants_html
 from app.downloads import ByteRange, PlaintextStream
 from app.filenames import content_disposition, served_content_type
 from app.links import LinkView
@@ -109,7 +109,7 @@ def _requested_range(request: Request, link: LinkView) -> ByteRange | None:
 async def serve_file(request: Request, services: Services, token: str) -> Response:
     """Resolve, authorize, and answer with the file or the part of it asked for."""
     link = await links.resolve(services, token)
-    await links.authorize(services, link, basic_password(request))
+    await links.authorize(services, link, basic_password(request), client=client_address(request))
     blob = links.require_ready(link)
     headers = _file_headers(link)
     if request.headers.get("if-none-match", "").strip() == _etag(link):

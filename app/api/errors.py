@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.http import wants_json
@@ -87,8 +89,28 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return error_response(request, error.status_code, message, dict(error.headers or {}))
 
 
+def _is_connection_problem(error: Exception) -> bool:
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+async def _database_error(request: Request, error: Exception) -> Response:
+    # A database that restarts or is unreachable is a 503 the client may retry, not a bug;
+    # pool_pre_ping reconnects once it is back. Any other database error is a bug: a 500.
+    if _is_connection_problem(error):
+        log.warning("%s %s: database unavailable", request.method, request.url.path.split("/")[1])
+        return await _domain_error(request, Unavailable())
+    log.error(
+        "%s %s: database error", request.method, request.url.path.split("/")[1], exc_info=error
+    )
+    return error_response(request, 500, "internal error", {})
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(SealdropError, _domain_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

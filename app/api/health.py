@@ -24,7 +24,10 @@ async def healthz() -> Response:
 
 @router.get("/readyz")
 async def readyz(request: Request, services: ServicesDep) -> Response:
-    """Ready: started, the database answers, storage answers, not draining."""
+    """Ready: started, the database answers, storage answers, not draining.
+
+    Redis is reported (`ok` or `degraded`) but never makes the process unready.
+    """
     checks: dict[str, str] = {}
     ready = not getattr(request.app.state, "draining", False)
     checks["draining"] = "yes" if not ready else "no"
@@ -42,6 +45,9 @@ async def readyz(request: Request, services: ServicesDep) -> Response:
         log.warning("readiness: storage unreachable: %s", type(error).__name__)
         checks["storage"] = "unreachable"
         ready = False
+    if services.redis is not None:
+        # Redis only holds what may be lost: without it Sealdrop serves, just less cheaply.
+        checks["redis"] = "ok" if await services.redis.ping() else "degraded"
     return JSONResponse(
         {"ready": ready, "checks": checks},
         200 if ready else 503,

@@ -39,6 +39,15 @@ def basic_password(request: Request) -> str | None:
     return decode_password(password)
 
 
+def client_address(request: Request) -> str:
+    """The client's address, for per-client limits.
+
+    uvicorn sets it from `X-Forwarded-For` only for connections from
+    `SEALDROP_TRUSTED_PROXIES`; from anyone else the header is ignored.
+    """
+    return request.client.host if request.client is not None else "unknown"
+
+
 def header_password(request: Request, name: str = "link-password") -> str | None:
     """A password sent in a plain header (uploads, the JSON API), as raw UTF-8 bytes."""
     raw = request.headers.getlist(name)

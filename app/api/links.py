@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from app import links
 from app.api.deps import ServicesDep
-from app.api.http import basic_password, header_password
+from app.api.http import basic_password, client_address, header_password
 
 router = APIRouter(prefix="/api/v1/links")
 # No max_length: a token of any wrong shape is a 404 (DESIGN §6), never a 400.
@@ -57,7 +57,7 @@ async def link_status(
     )
     if link.protected and password is None:
         return status
-    await links.authorize(services, link, password)
+    await links.authorize(services, link, password, client=client_address(request))
     status.filename = link.filename
     status.size = link.size
     status.content_type = link.content_type

@@ -11,13 +11,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from app import uploads
-from app.api.deps import ServicesDep
+from app.api.deps import ServicesDep, limit_uploads
 from app.api.http import download_url, header_password, share_url, wants_json
 from app.api.multipart import StreamingForm
 from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut
@@ -83,6 +83,7 @@ def _declared_size(request: Request) -> int | None:
     status_code=201,
     responses={202: {"description": "Accepted; still being sealed"}, **ERRORS},
     summary="Upload a file as the raw request body (curl -T file https://host/)",
+    dependencies=[Depends(limit_uploads)],
 )
 async def put_file(
     request: Request,
@@ -115,6 +116,7 @@ async def put_file(
     status_code=201,
     responses={202: {"description": "Accepted; still being sealed"}, **ERRORS},
     summary="Upload a file as multipart/form-data (field `file`)",
+    dependencies=[Depends(limit_uploads)],
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 
 from app import links
 from app.api.deps import ServicesDep
-from app.api.http import basic_password, download_url
+from app.api.http import basic_password, client_address, download_url
 from app.services import Services
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -59,7 +59,7 @@ async def upload_page(request: Request, services: ServicesDep) -> Response:
 async def render_share_page(request: Request, services: Services, token: str) -> Response:
     """The share page of a link: details and a download button (never the file itself)."""
     link = await links.resolve(services, token)
-    await links.authorize(services, link, basic_password(request))
+    await links.authorize(services, link, basic_password(request), client=client_address(request))
     context = {
         "link": link,
         "size": _human_size(link.size),

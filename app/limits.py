@@ -1,0 +1,148 @@
+"""Per-client-address limits: uploads per minute, wrong passwords per window.
+
+Counters live in Redis (shared by every pod; INCR with an expiry set when the window opens)
+and fall back to counters in this process whenever Redis fails, so a limit is never
+silently off. The client address is `request.client.host`, which uvicorn takes from
+`X-Forwarded-For` only when the connection comes from `SEALDROP_TRUSTED_PROXIES`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from app.errors import TooManyAttempts
+from app.redis_client import GuardedRedis, RedisDown
+from app.settings import Settings
+
+MEMORY_MAX_KEYS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A limit: at most `limit` events per `seconds` (0 turns it off)."""
+
+    name: str
+    limit: int
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """Events in the current window, and seconds until the window closes."""
+
+    events: int
+    resets_in: int
+
+
+class MemoryCounters:
+    """Fixed-window counters in this process (the fallback, and the embedded mode's)."""
+
+    def __init__(self, max_keys: int = MEMORY_MAX_KEYS) -> None:
+        self._max = max_keys
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def peek(self, key: str, seconds: int) -> Count:
+        """The current count without adding to it."""
+        closes, events = self._current(key, seconds)
+        return Count(events, _remaining(closes))
+
+    def add(self, key: str, seconds: int) -> Count:
+        """Count one event and return the new count."""
+        closes, events = self._current(key, seconds)
+        if key not in self._windows and len(self._windows) >= self._max:
+            self._evict()
+        self._windows[key] = (closes, events + 1)
+        return Count(events + 1, _remaining(closes))
+
+    def _current(self, key: str, seconds: int) -> tuple[float, int]:
+        now = time.monotonic()
+        closes, events = self._windows.get(key, (0.0, 0))
+        if closes <= now:
+            return now + seconds, 0
+        return closes, events
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (closes, _) in self._windows.items() if closes <= now]:
+            del self._windows[key]
+        while len(self._windows) >= self._max:
+            del self._windows[next(iter(self._windows))]  # the oldest window opened
+
+
+def _remaining(closes: float) -> int:
+    return max(1, int(closes - time.monotonic()) + 1)
+
+
+class ClientLimits:
+    """The limits one client address is held to."""
+
+    def __init__(self, settings: Settings, redis: GuardedRedis | None) -> None:
+        self.uploads = Window("uploads", settings.upload_rate_per_minute, 60)
+        self.passwords = Window(
+            "password-failures",
+            settings.client_password_failures,
+            settings.client_password_window_seconds,
+        )
+        self._redis = redis
+        self.memory = MemoryCounters()
+
+    async def check_upload(self, client: str) -> None:
+        """Count an upload from `client`; TooManyAttempts past the limit."""
+        if self.uploads.limit <= 0:
+            return
+        count = await self._add(self.uploads, client)
+        if count.events > self.uploads.limit:
+            raise TooManyAttempts(
+                count.resets_in, "too many uploads from this address; try again later"
+            )
+
+    async def check_password_allowed(self, client: str) -> None:
+        """TooManyAttempts if `client` used up its wrong passwords for now."""
+        if self.passwords.limit <= 0:
+            return
+        count = await self._peek(self.passwords, client)
+        if count.events >= self.passwords.limit:
+            raise TooManyAttempts(count.resets_in)
+
+    async def count_password_failure(self, client: str) -> None:
+        """Count one wrong password from `client`."""
+        if self.passwords.limit > 0:
+            await self._add(self.passwords, client)
+
+    async def _add(self, window: Window, client: str) -> Count:
+        key = f"limit:{window.name}:{client}"
+        try:
+            return await self._in_redis(key, window.seconds, add=True)
+        except RedisDown:
+            return self.memory.add(key, window.seconds)
+
+    async def _peek(self, window: Window, client: str) -> Count:
+        key = f"limit:{window.name}:{client}"
+        try:
+            return await self._in_redis(key, window.seconds, add=False)
+        except RedisDown:
+            return self.memory.peek(key, window.seconds)
+
+    async def _in_redis(self, key: str, seconds: int, *, add: bool) -> Count:
+        if self._redis is None:
+            raise RedisDown()
+        full_key = self._redis.key(key)
+
+        async def count(client: Redis) -> list[Any]:
+            # One round trip; adding is a transaction, so the window's expiry is set with
+            # its first event and never missing (a key without one would block forever).
+            async with client.pipeline(transaction=add) as pipe:
+                if add:
+                    pipe.set(full_key, 0, ex=seconds, nx=True)
+                    pipe.incr(full_key)
+                else:
+                    pipe.get(full_key)
+                pipe.ttl(full_key)
+                return await pipe.execute()
+
+        *_, events, ttl = await self._redis.run("limit_add" if add else "limit_peek", count)
+        return Count(int(events or 0), max(1, int(ttl)))
