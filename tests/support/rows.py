@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from app.db.clock import db_now
+from app.db.clock import db_now_plus, seconds
 from app.db.models import Job, Link
 from app.db.session import transaction
 from app.services import Services
@@ -57,7 +57,9 @@ async def count_rows(services: Services, model: type[Link] | type[Job]) -> int:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-async def is_future(services: Services, column: Any, row_filter: Any) -> bool:
-    """Whether `column` of the row matching `row_filter` is later than the database's now."""
+async def is_future(services: Services, column: Any, row_filter: Any, *, by: float = 0.0) -> bool:
+    """Whether `column` of the row matching `row_filter` is more than `by` seconds ahead of
+    the database's now."""
     async with services.sessions() as session:
-        return bool(await session.scalar(select(column > db_now()).where(row_filter)))
+        ahead = column > db_now_plus(seconds(by))
+        return bool(await session.scalar(select(ahead).where(row_filter)))
