@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -77,7 +78,20 @@ async def _with_services(action: Callable[..., Awaitable[None]], *extra: object)
         await services.close()
 
 
-async def _run_worker(services: object, concurrency: int, metrics_port: int | None) -> None:
+HEARTBEAT_SECONDS = 10.0
+
+
+async def _heartbeat(path: Path) -> None:
+    """Touch `path` every few seconds from the event loop: a stale file means a hung loop
+    (a container's liveness probe reads its age; docker/healthcheck.py)."""
+    while True:
+        await asyncio.to_thread(path.touch)
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def _run_worker(
+    services: object, concurrency: int, metrics_port: int | None, heartbeat_file: Path | None
+) -> None:
     from app import metrics
     from app.services import Services
     from worker.runner import Worker
@@ -94,10 +108,13 @@ async def _run_worker(services: object, concurrency: int, metrics_port: int | No
     stop_metrics = (
         metrics.serve_in_thread(services.settings.host, metrics_port) if metrics_port else None
     )
+    beat = asyncio.create_task(_heartbeat(heartbeat_file)) if heartbeat_file else None
     log.info("worker %s started (concurrency %d)", worker.name, concurrency)
     try:
         await worker.run()
     finally:
+        if beat is not None:
+            beat.cancel()
         if stop_metrics is not None:
             stop_metrics()
     log.info("worker %s stopped", worker.name)
@@ -105,7 +122,9 @@ async def _run_worker(services: object, concurrency: int, metrics_port: int | No
 
 def run_worker(args: argparse.Namespace) -> None:
     """Run a standalone worker until SIGTERM."""
-    asyncio.run(_with_services(_run_worker, args.concurrency, args.metrics_port))
+    asyncio.run(
+        _with_services(_run_worker, args.concurrency, args.metrics_port, args.heartbeat_file)
+    )
 
 
 async def _migrate(services: object) -> None:
@@ -185,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument(
         "--metrics-port", type=int, help="serve Prometheus metrics on this port (SEALDROP_HOST)"
+    )
+    p.add_argument(
+        "--heartbeat-file", type=Path, help="touch this file every 10 s (for a liveness probe)"
     )
     p.set_defaults(func=run_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=run_migrate)
