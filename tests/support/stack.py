@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -319,7 +319,14 @@ class Stack(ABC):
 
         Subclasses add the other places their processes write to (files, logs).
         """
-        return [key for key in self.list_objects() if needle in self.read_object(key)]
+
+        def holds_needle(key: str) -> bool:
+            async def search(store: ObjectStore) -> bool:
+                return await chunks_contain(store.read(key), needle)
+
+            return self._with_store(key, search)
+
+        return [key for key in self.list_objects() if holds_needle(key)]
 
     def _keys_in_every_store(
         self, keys: Callable[[ObjectStore], Awaitable[list[str]]]
@@ -387,17 +394,38 @@ class EmbeddedStack(Stack):
 
 
 def file_contains(path: Path, needle: bytes, chunk_size: int = 1 << 20) -> bool:
-    """Whether `needle` occurs in the file, read in chunks (a match may span two)."""
-    tail = b""
+    """Whether `needle` occurs in the file, read in chunks."""
+    search = _Search(needle)
     try:
         with path.open("rb") as file:
             while chunk := file.read(chunk_size):
-                if needle in tail + chunk:
+                if search.feed(chunk):
                     return True
-                tail = chunk[-(len(needle) - 1) :] if len(needle) > 1 else b""
     except FileNotFoundError:
-        return False  # a temporary that went away meanwhile
+        pass  # a temporary that went away meanwhile
     return False
+
+
+async def chunks_contain(chunks: AsyncIterator[bytes], needle: bytes) -> bool:
+    """Whether `needle` occurs in a stream of chunks."""
+    search = _Search(needle)
+    async for chunk in chunks:
+        if search.feed(chunk):
+            return True
+    return False
+
+
+class _Search:
+    """Looks for a needle in chunks fed one by one; a match may span a boundary."""
+
+    def __init__(self, needle: bytes) -> None:
+        self.needle = needle
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> bool:
+        window = self.tail + chunk
+        self.tail = window[max(0, len(window) - len(self.needle) + 1) :]
+        return self.needle in window
 
 
 def terminate(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_SECONDS) -> None:
