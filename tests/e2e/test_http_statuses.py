@@ -109,8 +109,18 @@ def test_too_large_upload_with_content_length_is_413_and_leaves_nothing(
     source = tmp_path / "huge.bin"
     write_payload(source, SMALL_UPLOAD_LIMIT + 1)
     before = _leftovers(stack)
-    result = curl("-f", "-T", str(source), f"{stack.base_url}/", expect_exit=CURL_HTTP_ERROR)
+    # curl sends `Expect: 100-continue`; the answer must come before any of the body.
+    result = curl(
+        "-f",
+        "--expect100-timeout",
+        "60",
+        "-T",
+        str(source),
+        f"{stack.base_url}/",
+        expect_exit=CURL_HTTP_ERROR,
+    )
     assert result.status == 413
+    assert result.size_upload == 0
     assert _leftovers(stack) == nothing_new(before)
 
 

@@ -24,12 +24,15 @@ SIZE = 300 * 1024 * 1024
 LEASE_SECONDS = 3
 
 
-def _attempt_in_progress(stack: Stack) -> Any:
-    """The running job's row once its attempt has an unfinished blob write, else None."""
+def _attempt_in_progress(stack: Stack, worker_pid: int) -> Any:
+    """The job's row once the worker holds its lease and has begun the blob, else None."""
     rows = stack.sql(
         "select attempt_blob_id, attempt_upload_id, lease_owner from jobs where state = 'running'"
     )
-    if len(rows) != 1 or not rows[0].attempt_upload_id:
+    # Lease owners are named host:pid:random.
+    if len(rows) != 1 or f":{worker_pid}:" not in (rows[0].lease_owner or ""):
+        return None
+    if not rows[0].attempt_upload_id:
         return None
     writing = f"blobs/{rows[0].attempt_blob_id}" in stack.list_pending_writes("blobs/")
     return rows[0] if writing else None
@@ -46,7 +49,9 @@ def test_second_worker_finishes_a_job_whose_worker_was_killed_mid_seal(
     assert link.status == 202
 
     first = stack.start_worker()
-    attempt = wait_until(lambda: _attempt_in_progress(stack), timeout=60, what="worker A writing")
+    attempt = wait_until(
+        lambda: _attempt_in_progress(stack, first.pid), timeout=60, what="worker A writing"
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     assert link_state(stack, link.token) == "pending"
