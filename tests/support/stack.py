@@ -115,7 +115,14 @@ class _OnlyGivenSettings(Settings):
 
 
 class Stack(ABC):
-    """One running Sealdrop deployment, seen from outside its processes."""
+    """One running Sealdrop deployment, seen from outside its processes.
+
+    `worker="embedded"` runs the mode's usual workers (in the API process for the
+    embedded mode); `worker="off"` runs none, and the test starts `sealdrop worker`
+    processes itself with `start_worker`. `env` holds `SEALDROP_*` settings given to every
+    process of the stack. Objects are read and written with the app's own store code in
+    this process (so an S3 store finds its credentials the way boto3 does, here).
+    """
 
     mode: ClassVar[str]
 
