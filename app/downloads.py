@@ -120,14 +120,20 @@ async def _plaintext(
         f"blobs/{blob.id}", offset, length, chunk_size=layout.segment_size + sealing.TAG_SIZE
     )
     index = segments.start
-    async for sealed in sealed_chunks:
-        if index >= segments.stop:
-            raise sealing.SealError("the stored blob is longer than recorded")
-        plain = opener.open(index, sealed)
-        seg_start = index * layout.segment_size
-        lo = max(byte_range.start - seg_start, 0)
-        hi = min(byte_range.stop - seg_start, len(plain))
-        yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
-        index += 1
+    try:
+        async for sealed in sealed_chunks:
+            if index >= segments.stop:
+                raise sealing.SealError("the stored blob is longer than recorded")
+            plain = opener.open(index, sealed)
+            seg_start = index * layout.segment_size
+            lo = max(byte_range.start - seg_start, 0)
+            hi = min(byte_range.stop - seg_start, len(plain))
+            yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
+            index += 1
+    finally:
+        # A read left early (bad tag, client gone) holds a file or an HTTP body open.
+        closer = getattr(sealed_chunks, "aclose", None)
+        if closer is not None:
+            await closer()
     if index != segments.stop:
         raise sealing.SealError("the stored blob is shorter than recorded")

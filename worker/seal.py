@@ -108,15 +108,21 @@ async def _reseal(
         chunk_size=layout.segment_size + sealing.TAG_SIZE,
     )
     index = 0
-    async for sealed in chunks:
-        try:
-            plain = opener.open(index, sealed)
-        except sealing.SealError as error:
-            raise PermanentFailure(f"staged segment {index} failed: {error}") from None
-        digest.update(plain)
-        for segment in sealer.update(plain):
-            await writer.write(segment)
-        index += 1
+    try:
+        async for sealed in chunks:
+            try:
+                plain = opener.open(index, sealed)
+            except sealing.SealError as error:
+                raise PermanentFailure(f"staged segment {index} failed: {error}") from None
+            digest.update(plain)
+            for segment in sealer.update(plain):
+                await writer.write(segment)
+            index += 1
+    finally:
+        # A read left early holds a file or an HTTP body open until garbage collection.
+        closer = getattr(chunks, "aclose", None)
+        if closer is not None:
+            await closer()
     if index != layout.segment_count:
         raise PermanentFailure("the staged upload is shorter than recorded")
     if digest.digest() != job.sha256:
