@@ -15,8 +15,10 @@ from urllib.parse import quote
 import pytest
 
 from app.db.clock import db_now_plus, seconds
+from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import Uploaded, upload
+from tests.support.datadir import blob_files
 from tests.support.rows import link_row, update_link
 from worker import queue
 
@@ -301,6 +303,20 @@ async def test_failed_link_is_410(idle_client: AppClient) -> None:
     assert job is not None
     assert await queue.fail(idle_client.services, job, "given up")
     assert (await idle_client.get(f"/d/{created.token}")).status_code == 410
+
+
+async def test_blob_with_a_flipped_byte_is_never_served_as_a_success(
+    client: AppClient, settings: Settings
+) -> None:
+    created = await _big(client)
+    [blob] = blob_files(settings)
+    sealed = bytearray(blob.read_bytes())
+    sealed[100] ^= 0x01
+    blob.write_bytes(sealed)
+    answer = await client.get(f"/d/{created.token}")
+    assert answer.status_code == 500
+    assert DATA[:1000] not in answer.content
+    assert await _downloads(client, created.token) == 0
 
 
 async def test_pending_link_is_503_with_retry_after(idle_client: AppClient) -> None:
