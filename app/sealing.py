@@ -156,9 +156,10 @@ def _byte_view(data: Buffer) -> memoryview:
 class SegmentSealer:
     """Seals a plaintext stream into v1 segments, holding back at most one segment.
 
-    Emit `header` first, then every list `update` returns, then what `finish` returns.
-    With `expected_size` the stream must be exactly that long; without it (streams of
-    unknown length) the format is the same and the caller records `plaintext_size`.
+    Emit `header` first, then every segment `update` (or `feed`) gives, then what `finish`
+    returns. With `expected_size` the stream must be exactly that long, and a full segment
+    goes out as soon as it is full; without it (streams of unknown length) the format is
+    the same and the caller records `plaintext_size`.
     """
 
     def __init__(
@@ -183,6 +184,8 @@ class SegmentSealer:
         # Plaintext of the segment not sealed yet: it may still turn out to be the last.
         # One fixed buffer, refilled in place, so a stream allocates no plaintext copies.
         self._pending = bytearray(self._segment_size)
+        # Where `feed` seals each segment: one buffer, so a stream allocates no ciphertext.
+        self._sealed = bytearray(self._segment_size + TAG_SIZE)
         self._filled = 0
         self._index = 0
         self._size = 0
@@ -201,26 +204,25 @@ class SegmentSealer:
     def update(self, data: Buffer) -> list[bytes]:
         """Feed plaintext; returns the sealed segments it completed (often none).
 
-        A full segment is held back until one more byte arrives, because only then is it
-        known not to be the last. The caller may reuse `data`'s buffer afterwards.
+        A full segment is held back until one more byte arrives (or `expected_size` says
+        more will), because only then is it known not to be the last. The caller may reuse
+        `data`'s buffer afterwards.
         """
-        view = _byte_view(data)
-        self._check_can_take(len(view))
-        self._size += len(view)
-        sealed: list[bytes] = []
-        while view:
-            if self._filled == self._segment_size:
-                sealed.append(self._seal_pending(last=False))
-            if self._filled == 0 and len(view) > self._segment_size:
-                # Whole segments with more data behind them: seal straight from the input.
-                sealed.append(self._seal_next(view[: self._segment_size], last=False))
-                view = view[self._segment_size :]
-                continue
-            take = min(self._segment_size - self._filled, len(view))
-            self._pending[self._filled : self._filled + take] = view[:take]
-            self._filled += take
-            view = view[take:]
-        return sealed
+        return [self._seal_next(plain, last=False) for plain in self._complete_segments(data)]
+
+    def feed(self, data: Buffer) -> Iterator[memoryview]:
+        """Feed plaintext like `update`, yielding each sealed segment without allocating.
+
+        Every segment is a view of one buffer that the next step of the iteration
+        overwrites: write it out before asking for the next one. Iterate to the end.
+        """
+        sealed = memoryview(self._sealed)
+        for plain in self._complete_segments(data):
+            length = len(plain) + TAG_SIZE
+            self._cipher.encrypt_into(
+                self._next_nonce(last=False), plain, self._header, sealed[:length]
+            )
+            yield sealed[:length]
 
     def finish(self) -> bytes:
         """Seal the last segment and return it; the sealer is done afterwards."""
@@ -242,15 +244,49 @@ class SegmentSealer:
         if -(-size // self._segment_size) > MAX_SEGMENT_COUNT:
             raise SealError("too many segments for one blob (n must stay below 2**32)")
 
+    def _complete_segments(self, data: Buffer) -> Iterator[memoryview]:
+        """Take in `data`; yield the plaintext of each segment known now not to be the last.
+
+        A yielded view may be of the pending buffer: it must be sealed before the next step.
+        """
+        view = _byte_view(data)
+        self._check_can_take(len(view))
+        end = self._size = self._size + len(view)
+        size = self._segment_size
+        while view:
+            if self._filled == size:
+                yield self._take_pending()
+            if self._filled == 0 and (
+                len(view) > size or (len(view) == size and self._more_after(end))
+            ):
+                # A whole segment with more data behind it: sealed straight from the input.
+                yield view[:size]
+                view = view[size:]
+                continue
+            take = min(size - self._filled, len(view))
+            self._pending[self._filled : self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+        if self._filled == size and self._more_after(end):
+            yield self._take_pending()
+
+    def _more_after(self, position: int) -> bool:
+        return self._expected_size is not None and position < self._expected_size
+
+    def _take_pending(self) -> memoryview:
+        filled, self._filled = self._filled, 0
+        return memoryview(self._pending)[:filled]
+
     def _seal_pending(self, *, last: bool) -> bytes:
-        sealed = self._seal_next(memoryview(self._pending)[: self._filled], last=last)
-        self._filled = 0
-        return sealed
+        return self._seal_next(self._take_pending(), last=last)
 
     def _seal_next(self, plaintext: Buffer, *, last: bool) -> bytes:
+        return self._cipher.encrypt(self._next_nonce(last=last), plaintext, self._header)
+
+    def _next_nonce(self, *, last: bool) -> bytes:
         nonce = _nonce(self._prefix, self._index, last)
         self._index += 1
-        return self._cipher.encrypt(nonce, plaintext, self._header)
+        return nonce
 
 
 class SegmentOpener:
@@ -270,16 +306,33 @@ class SegmentOpener:
 
         Nothing of a segment whose tag fails is returned.
         """
+        view, nonce = self._check(index, sealed)
+        try:
+            return self._cipher.decrypt(nonce, view, self._header)
+        except InvalidTag:
+            raise SealError(f"segment {index} failed authentication") from None
+
+    def open_into(self, index: int, sealed: Buffer, buffer: bytearray) -> memoryview:
+        """Like `open`, decrypting into `buffer` (at least S bytes) instead of a new object.
+
+        Returns the view of `buffer` that holds the plaintext. On SealError the buffer may
+        hold unauthenticated bytes: the caller must not use any of it.
+        """
+        view, nonce = self._check(index, sealed)
+        plain = memoryview(buffer)[: len(view) - TAG_SIZE]
+        try:
+            self._cipher.decrypt_into(nonce, view, self._header, plain)
+        except InvalidTag:
+            raise SealError(f"segment {index} failed authentication") from None
+        return plain
+
+    def _check(self, index: int, sealed: Buffer) -> tuple[memoryview, bytes]:
         view = _byte_view(sealed)
         expected = self.layout.sealed_length(index)
         if len(view) != expected:
             raise SealError(f"segment {index} is {len(view)} bytes, expected {expected}")
         last = index == self.layout.segment_count - 1
-        nonce = _nonce(self._prefix, index, last)
-        try:
-            return self._cipher.decrypt(nonce, view, self._header)
-        except InvalidTag:
-            raise SealError(f"segment {index} failed authentication") from None
+        return view, _nonce(self._prefix, index, last)
 
     def open_span(self, segments: range, span: Buffer) -> Iterator[bytes]:
         """Open, one by one, `segments` from `span`, the blob bytes `sealed_span` names."""

@@ -709,3 +709,43 @@ def test_span_of_wrong_length_is_rejected() -> None:
 def test_range_of_an_empty_blob_is_refused() -> None:
     with pytest.raises(ValueError, match="range"):
         open_range(KEY, sealed(0), 0, 0, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.sampled_from(EDGE_SIZES) | st.integers(0, 3 * S + 1),
+    cuts=st.lists(st.integers(0, 3 * S + 1), max_size=12),
+    known=st.booleans(),
+)
+def test_feed_into_one_buffer_seals_like_one_shot(size: int, cuts: list[int], known: bool) -> None:
+    plaintext = pattern(size)
+    bounds = [0, *sorted(cut for cut in cuts if cut <= size), size]
+    sealer = SegmentSealer(
+        KEY, segment_log2=LOG2, nonce_prefix=PREFIX, expected_size=size if known else None
+    )
+    parts = [sealer.header]
+    for start, stop in itertools.pairwise(bounds):
+        parts += [bytes(segment) for segment in sealer.feed(plaintext[start:stop])]
+    parts.append(sealer.finish())
+    assert b"".join(parts) == sealed(size)
+
+
+def test_full_segment_goes_out_at_once_when_more_is_expected() -> None:
+    sealer = SegmentSealer(KEY, segment_log2=LOG2, nonce_prefix=PREFIX, expected_size=S + 1)
+    assert [len(segment) for segment in sealer.update(pattern(S))] == [S + TAG_SIZE]
+
+
+def test_open_into_a_buffer_gives_what_open_gives() -> None:
+    blob = sealed(2 * S + 7)
+    opener = SegmentOpener(KEY, blob[:HEADER_SIZE], 2 * S + 7)
+    buffer = bytearray(S)
+    for index, segment in enumerate(segments_of(blob, 2 * S + 7)):
+        assert opener.open_into(index, segment, buffer) == opener.open(index, segment)
+
+
+def test_open_into_refuses_a_flipped_byte() -> None:
+    blob = bytearray(sealed(S + 1))
+    blob[HEADER_SIZE + 5] ^= 1
+    opener = SegmentOpener(KEY, blob[:HEADER_SIZE], S + 1)
+    with pytest.raises(SealError, match="authentication"):
+        opener.open_into(0, blob[HEADER_SIZE : HEADER_SIZE + S + TAG_SIZE], bytearray(S))
