@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -45,6 +46,7 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 LOG_TAIL_LINES = 80
 STAGING_PREFIX = "staging/"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 T = TypeVar("T")
 WorkerMode = Literal["embedded", "off"]
@@ -231,6 +233,7 @@ class Stack(ABC):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C of pytest must not reach it twice
+                preexec_fn=_die_with_parent,
             )
 
     def wait_ready(
@@ -433,6 +436,16 @@ class _Search:
         window = self.tail + chunk
         self.tail = window[max(0, len(window) - len(self.needle) + 1) :]
         return self.needle in window
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the test process dies, however it dies.
+
+    Fixtures and `atexit` stop the stack when pytest ends normally; this covers a pytest
+    that is killed, so that no server is left running on a shared machine.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def terminate(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_SECONDS) -> None:
