@@ -191,7 +191,9 @@ async def test_max_downloads_out_of_bounds_is_refused(
 async def test_link_password_that_is_not_utf8_is_refused(
     client: AppClient, settings: Settings
 ) -> None:
-    answer = await client.put("/a.txt", content=b"a", headers={"Link-Password": b"\xff\xfesecret"})
+    answer = await client.put(
+        "/a.txt", content=b"a", headers=[(b"Link-Password", b"\xff\xfesecret")]
+    )
     assert answer.status_code == 400
     await _nothing_stored(client, settings)
 
