@@ -70,7 +70,8 @@ class MemoryCounters:
         for key in [k for k, (closes, _) in self._windows.items() if closes <= now]:
             del self._windows[key]
         while len(self._windows) >= self._max:
-            del self._windows[next(iter(self._windows))]  # the oldest window opened
+            # Still full of live windows (a flood of addresses): drop the longest-known keys.
+            del self._windows[next(iter(self._windows))]
 
 
 def _remaining(closes: float) -> int:

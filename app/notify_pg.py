@@ -40,7 +40,11 @@ def libpq_url(sqlalchemy_url: str) -> str:
 
 
 class PostgresNotifier(Notifier):
-    """A `Notifier` whose signals reach every process using the same database."""
+    """A `Notifier` whose signals reach every process using the same database.
+
+    `listening` is set while the LISTEN connection is up; `connections` counts the
+    connections made (more than one: it reconnected) and `received` the notifications heard.
+    """
 
     def __init__(self, engine: AsyncEngine, database_url: str) -> None:
         super().__init__()

@@ -53,7 +53,6 @@ class GuardedRedis:
             socket_connect_timeout=timeout,
             # A retry would double the time a request waits for a Redis that is away.
             retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
         )
         return cls(client, prefix=prefix, timeout=timeout, pause_seconds=pause_seconds)
 
