@@ -206,6 +206,11 @@ def production_setting_names() -> frozenset[str]:
     return frozenset(name for name in placeholders if name.startswith("SEALDROP_"))
 
 
+def worker_pid(lease_owner: str) -> int:
+    """The pid in a worker's lease owner name (`host:pid:suffix`)."""
+    return int(lease_owner.split(":")[-2])
+
+
 def s3_url(bucket: str, endpoint_url: str) -> str:
     """A storage URL of `bucket` at a custom endpoint (credentials stay out of it)."""
     return f"s3://{bucket}?endpoint_url={endpoint_url}"
@@ -374,10 +379,6 @@ class ProductionStack(Stack):
             return path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-    def worker_pid_of(self, lease_owner: str) -> int:
-        """The pid in a lease owner name (`host:pid:suffix`)."""
-        return int(lease_owner.split(":")[-2])
 
     def sealed_jobs(self) -> dict[int, list[str]]:
         """Per worker pid, the ids of the jobs its log says it sealed, in order."""
