@@ -153,10 +153,12 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return False
+        # A failed job stays (its staging key is already gone) so that operators can read
+        # its last_error until the tombstone goes; live jobs are cancelled.
         jobs = (
             await session.execute(
                 delete(Job)
-                .where(Job.link_id == link_id, Job.state.in_(("queued", "running", "failed")))
+                .where(Job.link_id == link_id, Job.state.in_(("queued", "running")))
                 .returning(Job.id, Job.attempt_blob_id, Job.attempt_upload_id)
             )
         ).all()

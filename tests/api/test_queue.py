@@ -254,3 +254,25 @@ async def test_corrupted_staging_object_fails_the_job_for_good(
     assert (row.state, row.attempts) == ("failed", 1)
     assert not staged.exists()
     assert (await idle_client.get(f"/d/{created.token}")).status_code == 410
+
+
+async def test_a_failed_job_keeps_its_error_after_the_janitor_purges_its_link(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    created = await _queued(idle_client)
+    job = await _job_row(idle_client, created.token)
+    staged = objects_root(idle_settings) / "staging" / job.id
+    staged.write_bytes(staged.read_bytes()[:20])
+    link = await link_row(idle_client.services, created.token)
+    assert link is not None
+    worker = Worker(idle_client.services)
+    running = asyncio.create_task(worker.run())
+    try:
+        assert await wait_until_settled(idle_client.services, link.id, 10) == "failed"
+    finally:
+        worker.stop()
+        await running
+    await janitor.run_once(idle_client.services)
+    row = await _job_row(idle_client, created.token)
+    assert row.state == "failed"
+    assert row.last_error
