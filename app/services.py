@@ -24,6 +24,7 @@ from app.redis_client import GuardedRedis
 from app.settings import Settings
 from app.storage import open_store
 from app.storage.base import ObjectStore
+from app.tickets import MemoryUsedTickets, UsedTickets
 
 log = logging.getLogger("sealdrop")
 
@@ -44,6 +45,7 @@ class Services:
     limits: ClientLimits
     redis: GuardedRedis | None = None
     upload_waiters: int = field(default=0)
+    used_tickets: UsedTickets = field(default_factory=MemoryUsedTickets)
 
     async def close(self) -> None:
         """Release every connection and client."""

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from app import downloads, links, metrics
+from app import downloads, links, metrics, tickets
 from app.api.deps import ServicesDep
-from app.api.http import basic_password, client_address, wants_html
+from app.api.http import basic_password, client_address, share_url, wants_html
 from app.downloads import ByteRange, PlaintextStream
 from app.filenames import content_disposition, served_content_type
 from app.links import LinkView
@@ -105,11 +105,28 @@ def _requested_range(request: Request, link: LinkView) -> ByteRange | None:
     return downloads.parse_range(request.headers.get("range"), link.size)
 
 
+async def _authorize(request: Request, services: Services, link: LinkView) -> bool:
+    """Let the request through by its password (Basic) or by a ticket of the share page.
+
+    False when a ticket was given and refused (expired, spent, or not this link's). HEAD
+    checks a ticket without spending it.
+    """
+    ticket = request.query_params.get("ticket")
+    if ticket is None or not link.protected:
+        password = basic_password(request)
+        await links.authorize(services, link, password, client=client_address(request))
+        return True
+    return await tickets.redeem(services, link, ticket, spend=request.method == "GET")
+
+
 @metrics.count_outcomes(metrics.DOWNLOADS, success=None)
 async def serve_file(request: Request, services: Services, token: str) -> Response:
     """Resolve, authorize, and answer with the file or the part of it asked for."""
     link = await links.resolve(services, token)
-    await links.authorize(services, link, basic_password(request), client=client_address(request))
+    if not await _authorize(request, services, link):
+        # A stale button of the share page: back to its password form, which says why.
+        spent = f"{share_url(request, services, token)}?ticket=spent"
+        return RedirectResponse(spent, 303, headers={"Cache-Control": "no-store"})
     blob = links.require_ready(link)
     headers = _file_headers(link)
     if request.headers.get("if-none-match", "").strip() == _etag(link):

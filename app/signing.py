@@ -1,0 +1,65 @@
+"""HMAC signatures for short-lived values the pages hand out (download tickets, CSRF tokens).
+
+The signing keys are derived from the master key ring with HKDF, one per purpose, so every
+API process of a deployment signs and verifies alike with no extra secret to distribute.
+A signature names the master key it came from, so it still verifies after a rotation makes
+another key active, for as long as the old key stays in the ring.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from functools import lru_cache
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.keys import KeyRing
+
+_INFO_PREFIX = b"sealdrop/hmac/v1:"
+
+
+@lru_cache(maxsize=64)
+def _derived_key(master: bytes, purpose: str) -> bytes:
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO_PREFIX + purpose.encode()
+    )
+    return hkdf.derive(master)
+
+
+def _mac(master: bytes, purpose: str, message: bytes) -> bytes:
+    return hmac.new(_derived_key(master, purpose), message, hashlib.sha256).digest()
+
+
+def sign(keys: KeyRing, purpose: str, message: bytes) -> str:
+    """A signature of `message` for `purpose`: `<key id>.<base64url MAC>`."""
+    mac = _mac(keys.keys[keys.active_id], purpose, message)
+    return f"{keys.active_id}.{b64encode(mac)}"
+
+
+def verify(keys: KeyRing, purpose: str, message: bytes, signature: str) -> bool:
+    """Whether `signature` (from `sign`) is right for `message` and `purpose`."""
+    key_id, dot, encoded = signature.rpartition(".")
+    master = keys.keys.get(key_id)
+    mac = b64decode(encoded)
+    if not dot or master is None or mac is None:
+        return False
+    return hmac.compare_digest(mac, _mac(master, purpose, message))
+
+
+def b64encode(data: bytes) -> str:
+    """URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64decode(text: str) -> bytes | None:
+    """The bytes of unpadded URL-safe base64, or None if `text` is not that."""
+    if len(text) > 512 or not text.isascii():
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None

@@ -1,0 +1,104 @@
+"""Download tickets: how a browser downloads a protected file once its password was right.
+
+The share page's password form never puts the password in a URL. A right password earns a
+ticket instead, carried in the download URL (`/d/<token>/<name>?ticket=…`): bound to one
+link, good for one download, for at most a minute. Tickets are HMAC-signed with a key
+derived from the master key ring, so every API process can check them; a spent ticket is
+remembered in `UsedTickets` until it would have expired anyway. Their clock is the
+database's, like every other expiry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import select
+
+from app import signing
+from app.db.clock import as_utc, db_now
+
+if TYPE_CHECKING:
+    from app.links import LinkView
+    from app.services import Services
+
+TICKET_SECONDS = 60
+_PURPOSE = "download-ticket"
+
+
+class UsedTickets(Protocol):
+    """Where spent tickets are remembered (in process; Redis in production)."""
+
+    async def first_use(self, ticket_id: bytes, ttl_seconds: float) -> bool:
+        """Record the ticket as spent; False if it already was (or cannot be recorded)."""
+        ...
+
+
+class MemoryUsedTickets:
+    """Spent tickets in this process, each forgotten once it would have expired anyway."""
+
+    def __init__(self, *, max_entries: int = 100_000) -> None:
+        self._max = max_entries
+        self._deadlines: OrderedDict[bytes, float] = OrderedDict()
+
+    async def first_use(self, ticket_id: bytes, ttl_seconds: float) -> bool:
+        """True the first time `ticket_id` is seen within its lifetime."""
+        now = time.monotonic()
+        self._forget_expired(now)
+        if ticket_id in self._deadlines:
+            return False
+        if len(self._deadlines) >= self._max:
+            # Forgetting a live ticket would let it be spent twice: refuse instead.
+            return False
+        self._deadlines[ticket_id] = now + ttl_seconds
+        return True
+
+    def _forget_expired(self, now: float) -> None:
+        # Lifetimes are nearly equal, so the oldest entries expire first.
+        while self._deadlines:
+            ticket_id, deadline = next(iter(self._deadlines.items()))
+            if deadline > now:
+                return
+            del self._deadlines[ticket_id]
+
+
+async def issue(services: Services, link: LinkView) -> str:
+    """A fresh ticket for one download of `link`: `<expiry>.<nonce>.<signature>`."""
+    expires = int((await _database_time(services)).timestamp()) + TICKET_SECONDS
+    body = f"{expires}.{signing.b64encode(secrets.token_bytes(12))}"
+    return f"{body}.{signing.sign(services.keys, _PURPOSE, _message(link, body))}"
+
+
+async def redeem(services: Services, link: LinkView, ticket: str, *, spend: bool) -> bool:
+    """Whether `ticket` opens `link` now; with `spend`, it opens it only this once."""
+    if len(ticket) > 256 or not ticket.isascii():
+        return False
+    expiry, dot, rest = ticket.partition(".")
+    nonce, dot2, signature = rest.partition(".")
+    if not (dot and dot2 and expiry.isdigit() and len(expiry) <= 12 and nonce):
+        return False
+    body = f"{expiry}.{nonce}"
+    if not signing.verify(services.keys, _PURPOSE, _message(link, body), signature):
+        return False
+    left = int(expiry) - (await _database_time(services)).timestamp()
+    if left <= 0:
+        return False
+    if not spend:
+        return True
+    ticket_id = hashlib.sha256(ticket.encode("ascii")).digest()
+    return await services.used_tickets.first_use(ticket_id, left + 1)
+
+
+def _message(link: LinkView, body: str) -> bytes:
+    return link.id.encode("ascii") + b"\0" + body.encode("ascii")
+
+
+async def _database_time(services: Services) -> datetime:
+    async with services.sessions() as session:
+        now = await session.scalar(select(db_now()))
+    assert now is not None
+    return as_utc(now)
