@@ -43,7 +43,7 @@ def error_response(
     if request.url.path.startswith("/api/") or wants_json(request):
         return JSONResponse({"error": message, "status": status}, status, headers=headers)
     renderer = getattr(request.app.state, "render_error_page", None)
-    if renderer is not None and request.method == "GET":
+    if renderer is not None and request.method in ("GET", "POST"):
         page: Response | None = renderer(request, status, message, headers)
         if page is not None:
             return page

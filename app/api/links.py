@@ -1,15 +1,16 @@
-"""The JSON API for one link: its status (`GET`) and its deletion (`DELETE`)."""
+"""The JSON API for one link: its status (`GET`), its QR code, and its deletion (`DELETE`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from pydantic import BaseModel
 
 from app import links
 from app.api.deps import ServicesDep
-from app.api.http import basic_password, client_address, header_password
+from app.api.http import basic_password, client_address, header_password, share_url
+from app.web import csrf, qr
 
 router = APIRouter(prefix="/api/v1/links")
 # No max_length: a token of any wrong shape is a 404 (DESIGN §6), never a 400.
@@ -65,15 +66,38 @@ async def link_status(
     return status
 
 
+@router.get(
+    "/{token}/qr.svg",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {}}, "description": "The QR code, as SVG"},
+        404: {"description": "No such link"},
+        410: {"description": "Expired, deleted, used up or failed"},
+    },
+    summary="A QR code of the share link (SVG)",
+)
+async def link_qr(request: Request, services: ServicesDep, token: Token) -> Response:
+    """The share URL as a QR code; it names nothing but the URL its asker already has."""
+    await links.resolve(services, token)
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": "default-src 'none'",
+        "X-Content-Type-Options": "nosniff",
+    }
+    svg = qr.qr_svg(share_url(request, services, token))
+    return Response(svg, media_type="image/svg+xml", headers=headers)
+
+
 @router.delete(
     "/{token}",
     status_code=204,
     responses={
-        403: {"description": "Missing or wrong manage token"},
+        403: {"description": "Wrong manage token, or a browser request from another site"},
         404: {"description": "No such link"},
         410: {"description": "Already deleted or expired"},
     },
     summary="Delete a link with its manage token (Authorization: Bearer <manage token>)",
+    dependencies=[Depends(csrf.guard)],
 )
 async def delete_link(
     services: ServicesDep,

@@ -25,6 +25,7 @@ from app.filenames import clean_content_type, clean_filename
 from app.passwords import decode_password
 from app.services import Services
 from app.uploads import CreatedLink, UploadOptions
+from app.web import csrf
 
 router = APIRouter()
 
@@ -114,9 +115,13 @@ async def put_file(
 @router.post(
     "/api/v1/links",
     status_code=201,
-    responses={202: {"description": "Accepted; still being sealed"}, **ERRORS},
+    responses={
+        202: {"description": "Accepted; still being sealed"},
+        403: {"description": "A browser request from another site or without the page's token"},
+        **ERRORS,
+    },
     summary="Upload a file as multipart/form-data (field `file`)",
-    dependencies=[Depends(limit_uploads)],
+    dependencies=[Depends(csrf.guard), Depends(limit_uploads)],
     openapi_extra={
         "requestBody": {
             "required": True,
