@@ -116,11 +116,9 @@ def test_compose_refuses_to_start_without_the_secrets() -> None:
         load_compose(env_example())
 
 
-def test_the_env_file_is_not_committed() -> None:
-    ignored = subprocess.run(
-        ["git", "check-ignore", "--quiet", ".env"], cwd=COMPOSE_FILE.parent, check=False
-    )
-    assert ignored.returncode == 0
+def test_the_env_file_is_ignored_by_git() -> None:
+    ignored = (COMPOSE_FILE.parent / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored
 
 
 @pytest.mark.parametrize("name", SEALDROP_SERVICES)
