@@ -22,6 +22,8 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -225,6 +227,40 @@ class PendingWrite:
     upload_id: str
 
 
+@dataclass
+class ApiProcess:
+    """One more `sealdrop serve` of a stack, on a port of its own, sharing the stack's services."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        """The process id of this API server."""
+        return self.process.pid
+
+    def stop(self) -> None:
+        """SIGTERM the process (SIGKILL if it lingers) and reap it; safe to call twice."""
+        terminate(self.process)
+
+
+def wait_answers_ready(
+    url: str, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT_SECONDS
+) -> bool:
+    """Wait for `<url>/readyz` to answer 200 (True); False if `process` exits or time runs out."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with opener.open(f"{url}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
 class ProductionStack(Stack):
     """API and worker processes on PostgreSQL, Redis and S3, each of its own for this stack.
 
@@ -254,6 +290,7 @@ class ProductionStack(Stack):
         self.blobs_bucket = f"sealdrop-blobs-{label}"
         self.staging_bucket = f"sealdrop-staging-{label}"
         self._cleaned = False
+        self.extra_apis: list[ApiProcess] = []
         super().__init__(root, worker="off", env=env)
         # The stack's own values come last: overrides tune settings, never the wiring.
         self.env.update(self._wiring())
@@ -317,6 +354,25 @@ class ProductionStack(Stack):
                     raise
         raise StackError(f"no free port found\n{self.log_tails()}")
 
+    def start_api(self, **env: str) -> ApiProcess:
+        """Start one more `sealdrop serve` (the stack's settings plus `env`) on a port of its
+        own, sharing the stack's database, Redis and buckets; return once it is ready.
+
+        It is stopped with the stack; `ApiProcess.stop` ends it earlier.
+        """
+        for _attempt in range(3):
+            port = free_port()
+            name = f"api-{len(self.extra_apis) + 2}-{port}"
+            process = self.spawn(name, ["serve", "--port", str(port), "--grace", "3"], env)
+            api = ApiProcess(f"http://127.0.0.1:{port}", process)
+            if wait_answers_ready(api.base_url, process):
+                self.extra_apis.append(api)
+                return api
+            api.stop()
+            if "address already in use" not in self.log_tails().lower():
+                break
+        raise StackError(f"an extra API process did not become ready\n{self.log_tails()}")
+
     def start_worker(  # type: ignore[override]
         self, *, concurrency: int | None = None, wait: bool = True, **env: str
     ) -> subprocess.Popen[bytes]:
@@ -345,10 +401,13 @@ class ProductionStack(Stack):
     def stop(self) -> None:
         """End the processes, then drop the database, the Redis keys and the buckets."""
         # SIGTERM to all at once: each then drains in parallel with the others.
-        for process in [*self.workers, *([self.api] if self.api else [])]:
+        extra = [api.process for api in self.extra_apis]
+        for process in [*self.workers, *extra, *([self.api] if self.api else [])]:
             if process.poll() is None:
                 with suppress(ProcessLookupError):
                     process.send_signal(signal.SIGTERM)
+        for api in self.extra_apis:
+            api.stop()
         super().stop()
         if self._cleaned:
             return
