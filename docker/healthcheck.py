@@ -27,7 +27,7 @@ def check_http(port: int) -> str | None:
     """None if GET http://127.0.0.1:<port>/healthz answers 200, else the reason."""
     url = f"http://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:
             status: int = response.status
     except (urllib.error.URLError, OSError) as error:
         return f"{url}: {error}"
@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     checks = parser.add_subparsers(dest="check", required=True)
     http = checks.add_parser("http", help="GET /healthz on loopback")
-    http.add_argument("--port", type=int, default=int(os.environ.get("SEALDROP_PORT", DEFAULT_PORT)))
+    http.add_argument(
+        "--port", type=int, default=int(os.environ.get("SEALDROP_PORT", DEFAULT_PORT))
+    )
     beat = checks.add_parser("heartbeat", help="a worker's heartbeat file is fresh")
     beat.add_argument("file")
     beat.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE_SECONDS)
