@@ -189,9 +189,17 @@ class LocalWriter(ObjectWriter):
         self._committed = False
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Buffer `data`, writing to the file once about 1 MiB has gathered."""
+        """Buffer `data`, writing to the file once about 1 MiB has gathered.
+
+        A piece of 1 MiB or more (a whole sealed segment) is written straight from the
+        caller's buffer, without a copy.
+        """
         if self._fd is None:
             raise StorageError("write to a closed writer")
+        if memoryview(data).nbytes >= WRITE_BUFFER_BYTES:
+            await self._flush()
+            await self._write(data)
+            return
         self._buffer += data
         if len(self._buffer) >= WRITE_BUFFER_BYTES:
             await self._flush()
@@ -226,16 +234,21 @@ class LocalWriter(ObjectWriter):
             await _in_thread(discard, "cannot abort a write")
 
     async def _flush(self) -> None:
-        if not self._buffer or self._fd is None:
+        if not self._buffer:
             return
-        fd, data = self._fd, self._buffer
-        self._buffer = bytearray()
+        data, self._buffer = self._buffer, bytearray()
+        await self._write(data)
+
+    async def _write(self, data: bytes | bytearray | memoryview) -> None:
+        fd = self._fd
+        if fd is None:
+            return
         try:
             await _in_thread(lambda: _write_all(fd, data), "cannot write")
         except BaseException:
             await self.abort()
             raise
-        self._size += len(data)
+        self._size += memoryview(data).nbytes
 
     def _publish(self, fd: int) -> None:
         try:
@@ -246,8 +259,8 @@ class LocalWriter(ObjectWriter):
         _fsync_dir(self._final.parent)
 
 
-def _write_all(fd: int, data: bytearray) -> None:
-    view = memoryview(data)
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data).cast("B")
     while view:
         view = view[os.write(fd, view) :]
 
