@@ -163,7 +163,8 @@ async def _seal_into(
             raise UploadTooLarge()
         metrics.RECEIVED_BYTES.inc(len(chunk))
         digest.update(chunk)
-        for segment in sealer.update(chunk):
+        # Each segment is sealed into one reused buffer and written out before the next.
+        for segment in sealer.feed(chunk):
             await writer.write(segment)
     if declared_size is not None and sealer.plaintext_size != declared_size:
         raise UploadAborted("the body was shorter than its Content-Length; nothing was kept")
