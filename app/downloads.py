@@ -18,6 +18,7 @@ from app.errors import BlobCorrupted, RangeNotSatisfiable
 from app.keys import KeyRingError, data_key_context
 from app.links import BlobRef
 from app.services import Services
+from app.storage.readahead import read_ahead
 
 log = logging.getLogger("sealdrop.downloads")
 
@@ -116,8 +117,11 @@ async def _plaintext(
     offset, length = layout.sealed_span(segments)
     # The object's own header is not read: every segment is authenticated with the header
     # recorded in the database as associated data, so an edited copy cannot change a byte.
-    sealed_chunks = services.blobs.read(
-        f"blobs/{blob.id}", offset, length, chunk_size=layout.segment_size + sealing.TAG_SIZE
+    # The next segment is read while this one is decrypted and sent.
+    sealed_chunks = read_ahead(
+        services.blobs.read(
+            f"blobs/{blob.id}", offset, length, chunk_size=layout.segment_size + sealing.TAG_SIZE
+        )
     )
     index = segments.start
     try:
