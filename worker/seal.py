@@ -14,6 +14,7 @@ from app import sealing
 from app.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
 from app.services import Services
 from app.storage.base import ObjectMissing, ObjectWriter
+from app.storage.readahead import read_ahead
 from worker import queue
 from worker.queue import ClaimedJob, SealedBlob
 
@@ -101,21 +102,26 @@ async def _reseal(
     layout = opener.layout
     digest = hashlib.sha256()
     await writer.write(sealer.header)
-    chunks = services.staging.read(
-        f"staging/{job.id}",
-        sealing.HEADER_SIZE,
-        layout.ciphertext_size - sealing.HEADER_SIZE,
-        chunk_size=layout.segment_size + sealing.TAG_SIZE,
+    # The next staged segment is read while this one is resealed; the plaintext and the
+    # sealed segment each live in one reused buffer, so no size of file allocates more.
+    chunks = read_ahead(
+        services.staging.read(
+            f"staging/{job.id}",
+            sealing.HEADER_SIZE,
+            layout.ciphertext_size - sealing.HEADER_SIZE,
+            chunk_size=layout.segment_size + sealing.TAG_SIZE,
+        )
     )
+    plain_buffer = bytearray(layout.segment_size)
     index = 0
     try:
         async for sealed in chunks:
             try:
-                plain = opener.open(index, sealed)
+                plain = opener.open_into(index, sealed, plain_buffer)
             except sealing.SealError as error:
                 raise PermanentFailure(f"staged segment {index} failed: {error}") from None
             digest.update(plain)
-            for segment in sealer.update(plain):
+            for segment in sealer.feed(plain):
                 await writer.write(segment)
             index += 1
     finally:
