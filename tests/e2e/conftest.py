@@ -16,10 +16,17 @@ from typing import Any
 
 import pytest
 
+from tests.support.production import (
+    ProductionStack,
+    production_backends_cleanup,  # noqa: F401 - a session fixture: stops the services
+)
 from tests.support.stack import EmbeddedStack, Stack, WorkerMode
 
-STACK_MODES: list[str] = ["embedded"]
-STACK_FACTORIES: dict[str, Callable[..., Stack]] = {"embedded": EmbeddedStack}
+STACK_MODES: list[str] = ["embedded", "production"]
+STACK_FACTORIES: dict[str, Callable[..., Stack]] = {
+    "embedded": EmbeddedStack,
+    "production": ProductionStack,
+}
 
 SMALL_UPLOAD_LIMIT = 8 * 1024 * 1024
 PASSWORD_MAX_FAILURES = 3

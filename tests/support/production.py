@@ -57,6 +57,7 @@ from tests.support.stack import (
     Stack,
     StackError,
     WorkerMode,
+    file_contains,
     free_port,
     terminate,
 )
@@ -500,6 +501,22 @@ class ProductionStack(Stack):
     def list_pending_writes(self, prefix: str = "") -> list[str]:
         """Keys of incomplete multipart uploads under `prefix`, in both buckets, sorted."""
         return sorted({write.key for write in self.pending_writes(prefix)})
+
+    def places_holding(self, needle: bytes) -> list[str]:
+        """Every object of both buckets, and every process's log, whose bytes hold `needle`."""
+        holding = [key for key in self.list_objects() if self._object_holds(key, needle)]
+        logs = sorted(self.logs_dir.glob("*.log"))
+        return [*holding, *(str(path) for path in logs if file_contains(path, needle))]
+
+    def _object_holds(self, key: str, needle: bytes) -> bool:
+        body = self.s3.get_object(Bucket=self.bucket_of(key), Key=key)["Body"]
+        tail = b""
+        for chunk in body.iter_chunks(1 << 20):
+            window = tail + chunk
+            if needle in window:
+                return True
+            tail = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
+        return False
 
     def bucket_lifecycle(self, bucket: str) -> list[dict[str, Any]]:
         """The bucket's lifecycle rules as S3 reports them."""
