@@ -135,6 +135,7 @@ async def test_delete_button_ends_the_link_and_its_page_says_so(
     share_url = await ready.locator(".share-url").input_value()
     await ready.locator(".delete").click()
     await expect(ready.locator(".confirm-delete")).to_be_focused()
+    await expect(ready.locator(".delete")).to_be_hidden()
     await ready.locator(".confirm-delete").click()
     await expect(ready).to_have_attribute("data-state", "deleted")
     await expect(ready.locator(".upload-status")).to_have_text("Deleted. The link no longer works.")

@@ -1,0 +1,116 @@
+"""Download tickets: what the share page gives a browser once the password was right.
+
+A ticket opens one link, once, for a minute, in any API process sharing the key ring.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import pytest
+
+from app import links, tickets
+from app.keys import KeyRing, new_key_entry
+from app.settings import Settings
+from tests.conftest import AppClient
+from tests.support.asgi import running_app, upload
+from tests.support.rows import link_row
+
+DATA = b"protected bytes"
+HEADERS = {"Link-Password": "pw"}
+
+
+async def issue(client: AppClient, token: str) -> str:
+    return await tickets.issue(client.services, await links.resolve(client.services, token))
+
+
+async def test_ticket_downloads_a_protected_file(client: AppClient) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    answer = await client.get(f"/d/{created.token}/hello.txt?ticket={ticket}")
+    assert answer.status_code == 200
+    assert answer.content == DATA
+
+
+async def test_ticket_works_only_once(client: AppClient) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    await client.get(f"/d/{created.token}?ticket={ticket}")
+    again = await client.get(f"/d/{created.token}?ticket={ticket}")
+    assert again.status_code == 303
+    assert again.headers["location"] == f"http://sealdrop.test/s/{created.token}?ticket=spent"
+
+
+async def test_head_checks_a_ticket_without_spending_it(client: AppClient) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    assert (await client.head(f"/d/{created.token}?ticket={ticket}")).status_code == 200
+    assert (await client.get(f"/d/{created.token}?ticket={ticket}")).content == DATA
+
+
+async def test_ticket_download_counts_as_a_download(client: AppClient) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    await client.get(f"/d/{created.token}?ticket={ticket}")
+    row = await link_row(client.services, created.token)
+    assert row is not None
+    assert row.download_count == 1
+
+
+async def test_ticket_of_another_link_is_refused(client: AppClient) -> None:
+    mine = await upload(client, DATA, headers=HEADERS)
+    other = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, other.token)
+    assert (await client.get(f"/d/{mine.token}?ticket={ticket}")).status_code == 303
+
+
+ALTERATIONS: dict[str, Callable[[str], str]] = {
+    "signature": lambda ticket: ticket[:-2] + ("AA" if not ticket.endswith("AA") else "BB"),
+    "expiry": lambda ticket: "9" + ticket,
+    "not ascii": lambda _ticket: "é",
+}
+
+
+@pytest.mark.parametrize("change", ALTERATIONS.values(), ids=ALTERATIONS.keys())
+async def test_altered_ticket_is_refused(client: AppClient, change: Callable[[str], str]) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    altered = change(await issue(client, created.token))
+    assert (await client.get(f"/d/{created.token}?ticket={altered}")).status_code == 303
+
+
+async def test_expired_ticket_is_refused(
+    client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    monkeypatch.setattr(tickets, "TICKET_SECONDS", 0)
+    ticket = await issue(client, created.token)
+    assert (await client.get(f"/d/{created.token}?ticket={ticket}")).status_code == 303
+
+
+async def test_ticket_is_ignored_on_a_link_without_password(client: AppClient) -> None:
+    created = await upload(client, DATA)
+    answer = await client.get(f"/d/{created.token}?ticket=anything")
+    assert answer.content == DATA
+
+
+async def test_ticket_from_one_process_opens_the_file_in_another(settings: Settings) -> None:
+    async with running_app(settings) as first, running_app(settings) as second:
+        created = await upload(first, DATA, headers=HEADERS)
+        ticket = await issue(first, created.token)
+        answer = await second.get(f"/d/{created.token}?ticket={ticket}")
+    assert answer.content == DATA
+
+
+async def test_ticket_survives_a_key_rotation_that_keeps_the_old_key(client: AppClient) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    old = client.services.keys
+    rotated = ",".join([new_key_entry("new")] + [f"{i}:{_b64(k)}" for i, k in old.keys.items()])
+    client.services.keys = KeyRing.parse(rotated)
+    assert client.services.keys.active_id == "new"
+    assert (await client.get(f"/d/{created.token}?ticket={ticket}")).content == DATA
+
+
+def _b64(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).decode().rstrip("=")
