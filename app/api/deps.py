@@ -11,13 +11,17 @@ from app.services import Services
 from app.settings import Settings
 
 
-def get_services(request: Request) -> Services:
-    """The process's services, built in the app's lifespan."""
+async def get_services(request: Request) -> Services:
+    """The process's services, built in the app's lifespan.
+
+    `async` so that FastAPI calls it in the event loop: a plain function would cost every
+    request a hop to the thread pool and back.
+    """
     services: Services = request.app.state.services
     return services
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The process's settings."""
     settings: Settings = request.app.state.settings
     return settings
