@@ -90,7 +90,11 @@ async def _heartbeat(path: Path) -> None:
 
 
 async def _run_worker(
-    services: object, concurrency: int, metrics_port: int | None, heartbeat_file: Path | None
+    services: object,
+    concurrency: int,
+    metrics_port: int | None,
+    heartbeat_file: Path | None,
+    grace: float,
 ) -> None:
     from app import metrics
     from app.services import Services
@@ -111,7 +115,7 @@ async def _run_worker(
     beat = asyncio.create_task(_heartbeat(heartbeat_file)) if heartbeat_file else None
     log.info("worker %s started (concurrency %d)", worker.name, concurrency)
     try:
-        await worker.run()
+        await worker.run(grace_seconds=grace)
     finally:
         if beat is not None:
             beat.cancel()
@@ -123,7 +127,9 @@ async def _run_worker(
 def run_worker(args: argparse.Namespace) -> None:
     """Run a standalone worker until SIGTERM."""
     asyncio.run(
-        _with_services(_run_worker, args.concurrency, args.metrics_port, args.heartbeat_file)
+        _with_services(
+            _run_worker, args.concurrency, args.metrics_port, args.heartbeat_file, args.grace
+        )
     )
 
 
@@ -207,6 +213,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--heartbeat-file", type=Path, help="touch this file every 10 s (for a liveness probe)"
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=20.0,
+        help="seconds jobs in hand get to finish on stop before they are released",
     )
     p.set_defaults(func=run_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=run_migrate)

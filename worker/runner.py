@@ -59,11 +59,7 @@ class Worker:
             await self._drain(grace_seconds)
 
     async def _claim_loop(self) -> None:
-        while not self._stopping.is_set():
-            await self._slots.acquire()
-            if self._stopping.is_set():
-                self._slots.release()
-                return
+        while await self._free_slot():
             job = await self._claim()
             if job is None:
                 self._slots.release()
@@ -72,6 +68,22 @@ class Worker:
             task = asyncio.create_task(self._process(job))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+
+    async def _free_slot(self) -> bool:
+        """Take a slot; False once stopping, even while every slot is busy, so that the
+        jobs in hand get their grace period from the moment of the stop, not after one ends."""
+        slot = asyncio.create_task(self._slots.acquire())
+        stopper = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({slot, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not self._stopping.is_set():
+            return True
+        slot.cancel()
+        with suppress(asyncio.CancelledError):
+            await slot
+        if not slot.cancelled():
+            self._slots.release()
+        return False
 
     async def _claim(self) -> ClaimedJob | None:
         try:
