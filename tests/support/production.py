@@ -375,12 +375,19 @@ class ProductionStack(Stack):
         raise StackError(f"an extra API process did not become ready\n{self.log_tails()}")
 
     def start_worker(  # type: ignore[override]
-        self, *, concurrency: int | None = None, wait: bool = True, **env: str
+        self,
+        *,
+        concurrency: int | None = None,
+        grace: float | None = None,
+        wait: bool = True,
+        **env: str,
     ) -> subprocess.Popen[bytes]:
-        """Start `sealdrop worker --concurrency N`; by default wait until it has started."""
+        """Start `sealdrop worker --concurrency N [--grace S]`; by default wait until it runs."""
         name = f"worker-{len(self.workers) + 1}"
-        count = str(concurrency or self.concurrency)
-        process = self.spawn(name, ["worker", "--concurrency", count], env)
+        args = ["worker", "--concurrency", str(concurrency or self.concurrency)]
+        if grace is not None:
+            args += ["--grace", str(grace)]
+        process = self.spawn(name, args, env)
         self.workers.append(process)
         if wait:
             self.wait_worker_started(process)
