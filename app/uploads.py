@@ -104,7 +104,7 @@ class _Staged:
 @metrics.count_outcomes(metrics.UPLOADS, success="created")
 async def receive_upload(
     services: Services,
-    body: AsyncIterator[bytes],
+    body: AsyncIterator[sealing.Buffer],
     options: Callable[[], UploadOptions],
     *,
     declared_size: int | None = None,
@@ -132,7 +132,7 @@ async def receive_upload(
 
 
 async def _stage(
-    services: Services, body: AsyncIterator[bytes], declared_size: int | None
+    services: Services, body: AsyncIterator[sealing.Buffer], declared_size: int | None
 ) -> _Staged:
     job_id = new_id()
     staging_key = new_data_key()
@@ -151,7 +151,7 @@ async def _seal_into(
     services: Services,
     writer: ObjectWriter,
     staging_key: bytes,
-    body: AsyncIterator[bytes],
+    body: AsyncIterator[sealing.Buffer],
     declared_size: int | None,
 ) -> tuple[int, bytes]:
     limit = services.settings.max_upload_bytes

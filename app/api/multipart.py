@@ -1,9 +1,9 @@
 """A streaming `multipart/form-data` reader for uploads (python-multipart's parser).
 
 The file part is handed on chunk by chunk as it arrives, never spooled to memory or disk
-(Starlette's `request.form()` would spool it). Small text fields are collected on the way,
-in any order; they are complete once the file iterator is exhausted, because that iterator
-reads the body to its end.
+(Starlette's `request.form()` would spool it), as views of the body's chunks (no copy).
+Small text fields are collected on the way, in any order; they are complete once the file
+iterator is exhausted, because that iterator reads the body to its end.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class StreamingForm:
         self.filename: str | None = None
         self.file_content_type: str | None = None
         self.saw_file = False
-        self._events: list[tuple[str, bytes]] = []
+        self._events: list[tuple[str, memoryview]] = []
         self._part = _Part()
         self._header_field = bytearray()
         self._header_value = bytearray()
@@ -68,7 +68,7 @@ class StreamingForm:
         except Exception:
             raise BadRequest("the multipart boundary is invalid") from None
 
-    async def file_chunks(self) -> AsyncIterator[bytes]:
+    async def file_chunks(self) -> AsyncIterator[memoryview]:
         """The bytes of the `file` field as they arrive; reads the whole body."""
         async for chunk in self._body:
             try:
@@ -95,7 +95,7 @@ class StreamingForm:
         except UnicodeDecodeError:
             raise BadRequest(f"the field {name!r} is not valid UTF-8") from None
 
-    def _drain(self) -> list[bytes]:
+    def _drain(self) -> list[memoryview]:
         events, self._events = self._events, []
         return [data for kind, data in events if kind == "file"]
 
@@ -134,7 +134,7 @@ class StreamingForm:
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self._part
         if part.name == FILE_FIELD:
-            self._events.append(("file", data[start:end]))
+            self._events.append(("file", memoryview(data)[start:end]))
             return
         part.data += data[start:end]
         if len(part.data) > MAX_FIELD_BYTES:
