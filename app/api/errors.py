@@ -26,6 +26,7 @@ from app.errors import (
     SealdropError,
     TooManyAttempts,
     Unavailable,
+    UploadTimedOut,
 )
 
 log = logging.getLogger("sealdrop.api")
@@ -63,6 +64,9 @@ def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
         headers["Sealdrop-State"] = "pending"
     if isinstance(error, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{error.size}"
+    if isinstance(error, UploadTimedOut):
+        # The rest of the body may never come: the connection cannot carry another request.
+        headers["Connection"] = "close"
     return headers
 
 
