@@ -50,6 +50,7 @@ def serve(args: argparse.Namespace) -> None:
     """Run the API (and, unless SEALDROP_WORKER=off, the worker) under uvicorn."""
     import uvicorn
 
+    from app.http_protocol import ReadLimits, guarded_protocol
     from app.main import create_app
 
     settings = _settings()
@@ -60,6 +61,8 @@ def serve(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         **proxy_options(settings),
         timeout_keep_alive=30,
+        # Slow clients (slow-loris) are let go: uvicorn alone waits for a head forever.
+        http=guarded_protocol(ReadLimits.from_settings(settings)),
         timeout_graceful_shutdown=int(args.grace),
         log_level=settings.log_level,
         access_log=False,

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     client_password_failures: int = 30
     client_password_window_seconds: int = 600
     body_idle_timeout_seconds: float = 60.0
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_min_bytes_per_second: int = Field(default=1024, ge=0)
     log_level: str = "info"
 
     @field_validator("max_ttl", mode="before")

@@ -1,0 +1,269 @@
+"""uvicorn's HTTP/1.1 protocol (httptools) with read deadlines: slow clients are let go.
+
+uvicorn times out only idle keep-alive connections. A client that opens a connection and
+trickles its request head a byte every few seconds, or a body far slower than any real
+upload, holds its connection forever, and a head of any size is buffered whole (160 MB
+of headers were accepted before this guard). Such connections cost a file descriptor and
+memory each but no CPU, so a few thousand exhaust a process without a sign in its CPU
+graph. This protocol bounds every phase of reading a request:
+
+- the head (request line and headers) must arrive within `header_timeout` seconds of the
+  connection's opening or of the request's first byte, and stay under `max_head_bytes`:
+  otherwise 408 (or 431) and the connection is closed;
+- a body must arrive at `body_min_rate` bytes per second on average after a grace of
+  `header_timeout` seconds (the rule of Apache's mod_reqtimeout). Time the server makes
+  the client wait does not count: reading paused while the application catches up, or a
+  `100 Continue` not yet sent;
+- once the answer is complete, the unread rest of a body gets `header_timeout` seconds
+  more (uvicorn would otherwise read and discard it for as long as the client sends).
+
+The application's own idle timeout (`SEALDROP_BODY_IDLE_TIMEOUT_SECONDS`) still ends an
+upload whose client falls silent. One timer per connection checks the deadlines, only
+while a request is being read, at most a few times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from app.settings import Settings
+
+log = logging.getLogger("sealdrop.http")
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_TICK_SECONDS = 1.0
+# After our last answer, what the client still sends is read and dropped this long before
+# the close: closing with unread bytes would reset the connection under the answer.
+LINGER_SECONDS = 2.0
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_MESSAGES = {
+    408: b"the request arrived too slowly\n",
+    431: b"the request head is too large\n",
+}
+
+Phase = Literal["idle", "head", "body"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """How long and how large the parts of a request may be."""
+
+    header_timeout: float
+    body_min_rate: int
+    max_head_bytes: int = MAX_HEAD_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReadLimits:
+        """The limits `settings` configure."""
+        return cls(settings.header_timeout_seconds, settings.body_min_bytes_per_second)
+
+    @property
+    def tick(self) -> float:
+        """How often a connection being read checks its deadline."""
+        return min(MAX_TICK_SECONDS, self.header_timeout / 4)
+
+
+def error_answer(status: int) -> bytes:
+    """A complete HTTP/1.1 answer that ends the connection."""
+    body = _MESSAGES[status]
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"cache-control: no-store\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a head past its limit."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol that closes connections whose requests arrive too slowly."""
+
+    limits: ClassVar[ReadLimits]
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._phase: Phase = "idle"
+        self._since = 0.0
+        self._head_bytes = 0
+        self._body_bytes = 0
+        self._held_seconds = 0.0
+        self._linger_until: float | None = None
+        self._refusal: int | None = None
+        self._ending = False
+        self._tick: asyncio.TimerHandle | None = None
+
+    # -- uvicorn's hooks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """A new connection must send its first head in time like any other."""
+        super().connection_made(transport)
+        self._begin("head")
+
+    def data_received(self, data: bytes) -> None:
+        """Parse as uvicorn does, except after our last answer: then drop what comes."""
+        if not self._ending:
+            super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the timer with the connection."""
+        self._stop_ticking()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        """The first byte of a request: its head's clock starts (a new connection's ran)."""
+        super().on_message_begin()
+        if self._phase != "head":
+            self._begin("head")
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        """Count the URL into the head's size."""
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Count the header into the head's size."""
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        """The head is in: the body's clock starts."""
+        self._begin("body")
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        """Count body bytes, read by the application or not."""
+        self._body_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        """The whole request is in: nothing to watch until the next one begins."""
+        self._phase = "idle"
+        self._stop_ticking()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        """Answered before the body ended: its unread rest gets a short while more."""
+        super().on_response_complete()
+        if self._phase == "body":
+            self._linger_until = self.loop.time() + self.limits.header_timeout
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a head it cannot parse, or ours to one that is too large."""
+        if self._refusal is None:
+            super().send_400_response(msg)
+            return
+        self._close(self._refusal)
+
+    # -- deadlines ----------------------------------------------------------------------
+
+    def _begin(self, phase: Phase) -> None:
+        self._phase = phase
+        self._since = self.loop.time()
+        self._body_bytes = 0
+        self._held_seconds = 0.0
+        self._linger_until = None
+        if self._tick is None:
+            self._tick = self.loop.call_later(self.limits.tick, self._check)
+
+    def _stop_ticking(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.limits.max_head_bytes:
+            # httptools turns the exception into a parse error, and uvicorn then calls
+            # send_400_response, which answers with this status instead.
+            self._refusal = 431
+            raise _HeadTooLarge()
+
+    def _check(self) -> None:
+        self._tick = None
+        if self.transport.is_closing() or self._phase == "idle":
+            return
+        now = self.loop.time()
+        if self._phase == "head":
+            if self._answering():
+                # A pipelined request waits for the answer before it: not the client's delay.
+                self._since = now
+            elif now - self._since > self.limits.header_timeout:
+                self._close(408 if self._head_bytes else None)
+                return
+        elif self._body_too_slow(now):
+            return
+        self._tick = self.loop.call_later(self.limits.tick, self._check)
+
+    def _body_too_slow(self, now: float) -> bool:
+        if self._server_holds_client():
+            self._held_seconds += self.limits.tick
+        allowed = self.limits.header_timeout + self._held_seconds
+        if self.limits.body_min_rate > 0:
+            allowed += self._body_bytes / self.limits.body_min_rate
+        lingered = self._linger_until is not None and now > self._linger_until
+        slow = self.limits.body_min_rate > 0 and now - self._since > allowed
+        if not (lingered or slow):
+            return False
+        self._close(408)
+        return True
+
+    def _answering(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and cycle.response_started and not cycle.response_complete
+
+    def _server_holds_client(self) -> bool:
+        cycle = self.cycle
+        waiting = cycle is not None and cycle.waiting_for_100_continue
+        return bool(self.flow.read_paused or waiting)
+
+    def _answered_this(self) -> bool:
+        """Whether the request being read already has its whole answer."""
+        return self._phase == "body" and self.cycle is not None and self.cycle.response_complete
+
+    def _close(self, status: int | None) -> None:
+        """End the connection, with a last answer if none was started."""
+        cycle = self.cycle
+        # Never an answer of ours in the middle of one already started (or after it).
+        answer = status is not None and not self._answering() and not self._answered_this()
+        if cycle is not None and not cycle.response_complete:
+            # The application's later sends become no-ops, and a receive() returns
+            # http.disconnect, as if the client had gone.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        log.debug("closing a connection from %s: %s", self.client, status or "idle")
+        self._phase = "idle"
+        self._stop_ticking()
+        if not answer or status is None or self.transport.is_closing():
+            self.transport.close()
+            return
+        self.transport.write(error_answer(status))
+        self._ending = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+def guarded_protocol(limits: ReadLimits) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class for uvicorn's `http=` option, holding `limits`."""
+    return type("SealdropHttpProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
