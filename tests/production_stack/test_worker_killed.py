@@ -64,7 +64,9 @@ def test_a_worker_killed_mid_seal_is_replaced_after_its_lease(
     sealed_lines = [
         line for process in stack.workers for line in SEALED_LINE.findall(stack.worker_log(process))
     ]
-    assert [attempt for _job, attempt in sealed_lines] == ["2"]
+    assert len(sealed_lines) == 1
+    # 2 as a rule; more if a loaded machine let a lease lapse before the kill.
+    assert int(sealed_lines[0][1]) >= 2
     assert stack.sealed_jobs()[victim.pid] == []
     blob_rows = stack.sql("SELECT id FROM blobs")
     assert len(blob_rows) == 1

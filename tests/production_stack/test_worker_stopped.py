@@ -28,7 +28,8 @@ from tests.support.stack import wait_until
 
 pytestmark = [pytest.mark.production, pytest.mark.slow]
 
-SIZE = 128 * 1024 * 1024
+SIZE = 128 * 1024 * 1024  # long enough to be stopped mid-seal with no grace
+FINISHED_SIZE = 64 * 1024 * 1024
 LEASE_SECONDS = 60
 
 
@@ -49,7 +50,8 @@ def test_a_worker_stopped_mid_seal_claims_nothing_more_and_its_job_is_sealed_at_
 ) -> None:
     stack = make_stack(workers=1, concurrency=1, SEALDROP_JOB_LEASE_SECONDS=str(LEASE_SECONDS))
     large, small = tmp_path / "large.bin", tmp_path / "small.bin"
-    large_digest, small_digest = write_random_file(large, SIZE), write_random_file(small, 1000)
+    large_digest = write_random_file(large, FINISHED_SIZE)
+    small_digest = write_random_file(small, 1000)
     large_link = put_file(stack, large)
     owner = _sealing_owner(stack)
 
