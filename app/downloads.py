@@ -115,6 +115,10 @@ async def _plaintext(
     layout = opener.layout
     segments = layout.segments_for(byte_range.start, byte_range.stop)
     offset, length = layout.sealed_span(segments)
+    if segments.stop == layout.segment_count:
+        # One byte past the recorded end: an object longer than recorded shows itself (that
+        # byte joins the last segment, whose tag then fails, or comes after it).
+        length += 1
     # The object's own header is not read: every segment is authenticated with the header
     # recorded in the database as associated data, so an edited copy cannot change a byte.
     # The next segment is read while this one is decrypted and sent.
@@ -129,6 +133,11 @@ async def _plaintext(
             if index >= segments.stop:
                 raise sealing.SealError("the stored blob is longer than recorded")
             plain = opener.open(index, sealed)
+            last = index == layout.segment_count - 1
+            if last and await anext(sealed_chunks, None) is not None:
+                # A full last segment came whole: the byte past the end came apart, and must
+                # be seen before the file's last bytes go out as a complete download.
+                raise sealing.SealError("the stored blob is longer than recorded")
             seg_start = index * layout.segment_size
             lo = max(byte_range.start - seg_start, 0)
             hi = min(byte_range.stop - seg_start, len(plain))
