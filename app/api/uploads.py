@@ -20,7 +20,7 @@ from app import uploads
 from app.api.deps import ServicesDep, limit_uploads
 from app.api.http import download_url, header_password, share_url, wants_json
 from app.api.multipart import StreamingForm
-from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut
+from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut, UploadTooLarge
 from app.filenames import clean_content_type, clean_filename
 from app.passwords import decode_password
 from app.services import Services
@@ -52,8 +52,13 @@ ERRORS: dict[int | str, dict[str, str]] = {
 
 
 async def _body(request: Request, services: Services) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a client that goes silent for too long is dropped."""
+    """The request body as it arrives; a client that goes silent for too long is dropped.
+
+    A body past the largest upload is refused as it crosses the limit, whatever it holds:
+    a form's padding around a small file counts too.
+    """
     idle_seconds = services.settings.body_idle_timeout_seconds
+    limit, received = services.settings.max_upload_bytes, 0
     chunks = request.stream()
     try:
         while True:
@@ -62,6 +67,9 @@ async def _body(request: Request, services: Services) -> AsyncIterator[bytes]:
                     chunk = await anext(chunks)
             except StopAsyncIteration:
                 return
+            received += len(chunk)
+            if received > limit:
+                raise UploadTooLarge()
             if chunk:
                 yield chunk
     except ClientDisconnect:
