@@ -137,8 +137,9 @@ class Worker:
             await self._retry(job, f"{type(error).__name__}: {error}")
             return
         if await queue.finish(services, job, blob):
-            await services.staging.delete(f"staging/{job.id}")
+            # The waiting uploader hears first; removing the staged copy is not its business.
             await services.notifier.link_settled(job.link_id)
+            await services.staging.delete(f"staging/{job.id}")
             log.info("job %s sealed (attempt %d)", job.id, job.attempt)
         else:
             log.warning("job %s: commit refused (link deleted or lease lost)", job.id)
