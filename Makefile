@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit install test-deps clean
+.PHONY: run test lint typecheck unit install test-deps clean bench bench-quick
 
 run: $(VENV)/.installed
 	$(BIN)/sealdrop serve
@@ -34,6 +34,14 @@ typecheck: $(VENV)/.test-installed
 
 test: test-deps lint typecheck
 	$(BIN)/pytest -q
+
+# Benchmarks (bench/README.md): the full run also needs PostgreSQL and Redis (test-deps);
+# nginx, wrk and curl come from apt when missing.
+bench: test-deps
+	$(BIN)/python -m bench
+
+bench-quick: $(VENV)/.test-installed
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache sealdrop-data

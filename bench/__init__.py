@@ -1,0 +1,1 @@
+"""Sealdrop's benchmarks: throughput, CPU, memory and latency against same-run references."""

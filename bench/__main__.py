@@ -1,0 +1,233 @@
+"""`python -m bench [--quick]`: run every case in shuffled rounds and print the table.
+
+Full mode: 1 GiB files, 7 rounds, the 5 GiB memory cases, then the production mode.
+Quick mode: 128 MiB files, 3 rounds, embedded only (under two minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import cases as bench_cases
+from bench.cases import Files, NginxCases, Sample, SealdropCases, make_files
+from bench.nginx import Nginx
+from bench.report import Limits, Ratio, Results, format_table, format_targets
+from bench.stacks import Embedded, Production, Stack
+from bench.system import ensure_tools, machine
+
+TMPFS = Path("/dev/shm")
+DISK = Path("/var/tmp")
+BIG_FILE = 5 << 30
+NO_CACHE = {"SEALDROP_NEGATIVE_CACHE_TTL_SECONDS": "0"}
+
+EMBEDDED_RATIOS = [
+    Ratio("GET", "nginx GET", 0.75),
+    Ratio("GET range", "nginx GET range", 0.75),
+    Ratio("PUT → ready", "nginx PUT", 0.30),
+    Ratio("POST form → ready", "PUT → ready", 0.9),
+    Ratio("unknown token, cache warm", "GET /healthz", 0.5),
+    Ratio("unknown token, cache warm", "unknown token, cache off", 3.0),
+]
+PRODUCTION_RATIOS = [
+    Ratio("GET", "S3 GET", None),
+    Ratio("GET range", "S3 GET range", None),
+    Ratio("PUT → ready", "S3 PUT", None),
+    Ratio("POST form → ready", "PUT → ready", 0.9),
+    Ratio("unknown token, cache warm", "GET /healthz", 0.5),
+    Ratio("unknown token, cache warm", "unknown token, cache off", 3.0),
+]
+
+
+def _options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small files, few rounds")
+    parser.add_argument("--size-mib", type=int, help="size of the large file")
+    parser.add_argument("--rounds", type=int, help="measured rounds")
+    parser.add_argument("--modes", help="embedded,production (default: full both, quick embedded)")
+    parser.add_argument("--skip-big", action="store_true", help="skip the 5 GiB memory case")
+    parser.add_argument("--json", type=Path, help="where to write the results")
+    options = parser.parse_args()
+    options.size = (options.size_mib or (128 if options.quick else 1024)) << 20
+    options.rounds = options.rounds or (3 if options.quick else 7)
+    options.load_seconds = 2 if options.quick else 5
+    options.small_count = 10 if options.quick else 30
+    options.modes = (
+        options.modes or ("embedded" if options.quick else "embedded,production")
+    ).split(",")
+    options.big = not (options.quick or options.skip_big)
+    options.json = options.json or Path(
+        "bench/results-quick.json" if options.quick else "bench/results.json"
+    )
+    return options
+
+
+def _rounds(results: Results, runs: list[Callable[[], Sample]], count: int, stack: Stack) -> None:
+    """A warm-up of every case, then `count` rounds, each in a new random order."""
+    for run in runs:
+        run()
+    time.sleep(1)
+    results.idle_rss = {probe.name: probe.rss() for probe in stack.probes}
+    for number in range(1, count + 1):
+        order = random.sample(runs, len(runs))
+        started = time.monotonic()
+        results.add_round([run() for run in order])
+        print(f"  round {number}/{count}: {time.monotonic() - started:.0f} s", flush=True)
+
+
+def _sealdrop_runs(
+    sealdrop: SealdropCases, options: argparse.Namespace
+) -> list[Callable[[], Sample]]:
+    return [
+        sealdrop.download,
+        sealdrop.download_range,
+        sealdrop.upload,
+        sealdrop.upload_form,
+        lambda: sealdrop.small_latency(options.small_count),
+        lambda: sealdrop.trivial_rps(options.load_seconds),
+        lambda: sealdrop.unknown_rps(options.load_seconds, cache=True),
+        lambda: sealdrop.unknown_rps(options.load_seconds, cache=False),
+    ]
+
+
+def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Results:
+    """nginx and the embedded Sealdrop, on tmpfs."""
+    results = Results("embedded", EMBEDDED_RATIOS, Limits(small_latency_ms=30))
+    nginx = Nginx(work / "nginx", files.big.parent)
+    stack = Embedded(work / "embedded")
+    cache_off = Embedded(work / "embedded-nocache", NO_CACHE)
+    started: list[Stack | Nginx] = []
+    try:
+        for server in (nginx, stack, cache_off):
+            server.root.mkdir(parents=True, exist_ok=True)
+            server.start()
+            started.append(server)
+        sealdrop = SealdropCases(stack, files, work, cache_off=cache_off)
+        sealdrop.prepare()
+        references = NginxCases(nginx, files)
+        runs = [
+            references.get,
+            references.get_range,
+            references.put,
+            lambda: bench_cases.aes_gcm(files.size),
+            *_sealdrop_runs(sealdrop, options),
+        ]
+        print(f"embedded: {options.rounds} rounds of {len(runs)} cases", flush=True)
+        _rounds(results, runs, options.rounds, stack)
+    finally:
+        for server in reversed(started):
+            server.stop()
+    if options.big:
+        results.extra.extend(run_big_file(BIG_FILE))
+    return results
+
+
+def run_big_file(size: int) -> list[Sample]:
+    """Upload and download a `size`-byte file, for peak memory (data on disk, not tmpfs)."""
+    work = Path(tempfile.mkdtemp(prefix="sealdrop-bench-big-", dir=DISK))
+    source = Path(tempfile.mkdtemp(prefix="sealdrop-bench-src-", dir=TMPFS)) / "big.bin"
+    # A sparse file: reads give zeros without taking memory; Sealdrop seals it all the same.
+    with source.open("wb") as out:
+        out.truncate(size)
+    stack = Embedded(work)
+    try:
+        stack.start()
+        small = work / "small.bin"
+        small.write_bytes(b"warm-up\n")
+        sealdrop = SealdropCases(stack, Files(source, small, size), work, cache_off=stack)
+        print(f"memory case: {size >> 30} GiB on disk", flush=True)
+        sealdrop.warm_up()
+        upload = sealdrop.upload_and_keep("PUT 5 GiB → ready")
+        download = sealdrop.download("GET 5 GiB")
+        return [upload, download]
+    finally:
+        stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(source.parent, ignore_errors=True)
+
+
+def run_production(work: Path, files: Files, options: argparse.Namespace) -> Results:
+    """The API and a worker on PostgreSQL, Redis and Ceph S3; S3's own speed as reference."""
+    from bench.production import S3Cases, backends
+    from bench.stacks import Backends
+
+    results = Results("production", PRODUCTION_RATIOS, Limits(small_latency_ms=100))
+    with backends() as found:
+        stack = Production(work / "production", found)
+        no_redis = Backends(
+            found.database_url,
+            None,
+            found.blobs_url,
+            found.staging_url,
+            found.s3_env,
+            found.master_keys,
+        )
+        cache_off = Production(work / "production-nocache", no_redis, NO_CACHE)
+        references = S3Cases(dict(found.s3_env), found.blobs_url, files)
+        started: list[Stack] = []
+        try:
+            for server in (stack, cache_off):
+                server.root.mkdir(parents=True, exist_ok=True)
+                server.start()
+                started.append(server)
+            sealdrop = SealdropCases(stack, files, work, cache_off=cache_off)
+            sealdrop.prepare()
+            references.prepare()
+            runs = [
+                references.get,
+                references.get_range,
+                references.put,
+                *_sealdrop_runs(sealdrop, options),
+            ]
+            print(f"production: {options.rounds} rounds of {len(runs)} cases", flush=True)
+            _rounds(results, runs, options.rounds, stack)
+            references.cleanup()
+        finally:
+            for server in reversed(started):
+                server.stop()
+    return results
+
+
+def main() -> None:
+    """Run the modes asked for, print the tables, write the JSON file."""
+    options = _options()
+    ensure_tools()
+    about = machine()
+    work = Path(tempfile.mkdtemp(prefix="sealdrop-bench-", dir=TMPFS))
+    report: dict[str, object] = {
+        "machine": about,
+        "quick": options.quick,
+        "size_bytes": options.size,
+        "rounds": options.rounds,
+    }
+    try:
+        files = make_files(work / "files", options.size)
+        everything = []
+        for mode in options.modes:
+            runner = run_embedded if mode == "embedded" else run_production
+            everything.append(runner(work, files, options))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(", ".join(f"{k}: {v}" for k, v in about.items()))
+    print(f"file {options.size >> 20} MiB, {options.rounds} rounds")
+    for results in everything:
+        print(f"\n## {results.mode}\n")
+        print(format_table(results))
+        print()
+        print(format_targets(results))
+    report["modes"] = [r.as_dict() for r in everything]
+    options.json.parent.mkdir(parents=True, exist_ok=True)
+    options.json.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    print(f"\nwritten to {options.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

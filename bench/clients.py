@@ -1,0 +1,135 @@
+"""The clients the benchmark drives servers with: curl for bytes, wrk for requests per second.
+
+Both are C programs, so the client costs the same CPU against nginx, S3 and Sealdrop, and
+the ratios compare servers. curl reports its own transfer time (`time_total`), which leaves
+out the cost of starting it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any
+from urllib.parse import urlsplit
+
+_CURL = ("curl", "--silent", "--show-error", "--noproxy", "*", "-H", "Expect:")
+_WRITE_OUT = "%{http_code} %{size_download} %{size_upload} %{time_total}"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One curl transfer: status, bytes each way, seconds, and the answer's body."""
+
+    status: int
+    downloaded: int
+    uploaded: int
+    seconds: float
+    body: bytes = b""
+
+    def json(self) -> Any:
+        """The answer's body as JSON."""
+        return json.loads(self.body)
+
+
+def _curl(*args: str, body_file: Path | None = None) -> Transfer:
+    output = ["-o", str(body_file) if body_file else "/dev/null"]
+    result = subprocess.run(
+        [*_CURL, *output, "-w", _WRITE_OUT, *args], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"curl {' '.join(args)}: {result.stderr.decode().strip()}")
+    status, down, up, seconds = result.stdout.decode().split()
+    body = body_file.read_bytes() if body_file else b""
+    return Transfer(int(status), int(down), int(up), float(seconds), body)
+
+
+def get(url: str, *, byte_range: tuple[int, int] | None = None) -> Transfer:
+    """GET `url` to /dev/null, optionally one byte range (inclusive ends)."""
+    extra = ("-r", f"{byte_range[0]}-{byte_range[1]}") if byte_range else ()
+    return _curl(*extra, url)
+
+
+def put(url: str, source: Path, *, answer: Path | None = None) -> Transfer:
+    """PUT the file `source` as the raw body, asking for a JSON answer."""
+    return _curl("-T", str(source), "-H", "Accept: application/json", url, body_file=answer)
+
+
+def post_form(url: str, source: Path, *, answer: Path) -> Transfer:
+    """POST the file `source` as the `file` field of a multipart form."""
+    return _curl("-F", f"file=@{source}", "-H", "Accept: application/json", url, body_file=answer)
+
+
+def delete(url: str, *, bearer: str | None = None) -> Transfer:
+    """DELETE `url`."""
+    extra = ("-H", f"Authorization: Bearer {bearer}") if bearer else ()
+    return _curl("-X", "DELETE", *extra, url)
+
+
+_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_TOTAL = re.compile(r"(\d+) requests in")
+
+
+@dataclass(frozen=True)
+class Load:
+    """One wrk run: requests per second, and how many answers were not 2xx/3xx."""
+
+    rps: float
+    requests: int
+    non_2xx: int
+
+
+def wrk(url: str, *, seconds: float, connections: int = 16) -> Load:
+    """Load `url` with wrk (one thread, `connections` keep-alive connections)."""
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rps = _RPS.search(result.stdout)
+    total = _TOTAL.search(result.stdout)
+    if rps is None or total is None:
+        raise RuntimeError(f"wrk printed no rate: {result.stdout}{result.stderr}")
+    non_2xx = _NON_2XX.search(result.stdout)
+    return Load(float(rps[1]), int(total[1]), int(non_2xx[1]) if non_2xx else 0)
+
+
+def small_upload_latencies(
+    base_url: str, data: bytes, count: int
+) -> tuple[list[float], list[dict[str, Any]]]:
+    """PUT `data` `count` times over one keep-alive connection; seconds until each 201.
+
+    The PUT waits for sealing, so each time is upload → link ready. Returns the times and
+    the JSON answers (to delete the links afterwards).
+    """
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    times: list[float] = []
+    answers: list[dict[str, Any]] = []
+    try:
+        for index in range(count):
+            started = time.perf_counter()
+            connection.request(
+                "PUT", f"/small-{index}.bin", body=data, headers={"Accept": "application/json"}
+            )
+            answer = connection.getresponse()
+            body = answer.read()
+            times.append(time.perf_counter() - started)
+            if answer.status != 201:
+                raise RuntimeError(f"small upload answered {answer.status}: {body[:200]!r}")
+            answers.append(json.loads(body))
+    finally:
+        connection.close()
+    return times, answers
+
+
+def median_ms(times: list[float]) -> float:
+    """The median of `times` (seconds), in milliseconds."""
+    return median(times) * 1000
