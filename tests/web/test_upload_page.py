@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from sqlalchemy import func, select
 from app.db.models import Link
 from app.web.qr import qr_svg
 from tests.support.browser import PageWatch
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, live_server
 from tests.support.pages import (
     card,
     drop_files,
@@ -33,7 +34,7 @@ from tests.support.pages import (
     throttle_uploads,
 )
 from tests.support.rows import link_row
-from tests.web.conftest import MAX_UPLOAD_BYTES, VIEWER_TIME_ZONE
+from tests.web.conftest import MAX_UPLOAD_BYTES, VIEWER_TIME_ZONE, web_settings
 
 pytestmark = pytest.mark.browser
 
@@ -211,6 +212,7 @@ async def test_servers_413_is_explained(
     await expect(refused.locator(".upload-status")).to_contain_text(
         "larger than the server accepts"
     )
+    await expect(refused.locator(".retry")).to_be_visible()
 
 
 async def test_keyboard_alone_uploads_a_file_with_focus_always_visible(
@@ -295,3 +297,21 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition never held"
         await asyncio.sleep(0.05)
+
+
+async def test_rate_limited_upload_says_when_to_try_again(watch: PageWatch, tmp_path: Path) -> None:
+    watch.expected_statuses.add(429)
+    async with live_server(web_settings(tmp_path / "data", upload_rate_per_minute=1)) as limited:
+        page = watch.page
+        await page.goto(f"{limited.url}/")
+        await pick_files(page, {"first.txt": b"1"})
+        await page.click("#upload-button")
+        await expect(card(page, "first.txt")).to_have_attribute("data-state", "ready")
+        await pick_files(page, {"second.txt": b"2"})
+        await page.click("#upload-button")
+        refused = card(page, "second.txt")
+        await expect(refused).to_have_attribute("data-state", "failed")
+        await expect(refused.locator(".upload-status")).to_have_text(
+            re.compile(r"^Too many uploads from your address\. Try again in \d+ seconds\.$")
+        )
+        await watch.screenshot("upload-rate-limited")

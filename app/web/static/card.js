@@ -17,6 +17,7 @@ export class UploadCard {
     this.lastSpoken = 0;
     this.cancelled = false;
     this.onCancel = () => {};
+    this.onRetry = () => {};
     const id = ++nextId;
     this.$(".upload-name").textContent = file.name;
     this.$(".upload-size").textContent = humanSize(file.size);
@@ -28,6 +29,8 @@ export class UploadCard {
       this.cancelled = true;
       this.onCancel();
     });
+    this.$(".retry").setAttribute("aria-label", `Upload ${file.name} again`);
+    this.$(".retry").addEventListener("click", () => this.onRetry());
     this.setStatus("Waiting for its turn…");
   }
 
@@ -49,6 +52,13 @@ export class UploadCard {
   /** The upload has started. */
   started() {
     this.root.dataset.state = "uploading";
+    this.cancelled = false;
+    this.lastSpoken = 0;
+    this.$(".retry").hidden = true;
+    this.$(".upload-progress").hidden = false;
+    this.$(".cancel").hidden = false;
+    this.$("progress").value = 0;
+    this.$(".upload-status").removeAttribute("role");
     this.setStatus("");
     this.samples = [[performance.now(), 0]];
   }
@@ -120,6 +130,7 @@ export class UploadCard {
     this.$(".upload-progress").hidden = true;
     this.setStatus(message);
     this.$(".upload-status").setAttribute("role", "alert");
+    this.$(".retry").hidden = false;
   }
 
   /** The person cancelled: nothing was kept. */

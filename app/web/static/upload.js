@@ -75,8 +75,13 @@ function submit(event) {
   document.getElementById("uploads-section").hidden = false;
   for (const file of chosen) {
     const card = new UploadCard(template, file, announce);
+    const job = { file, fields, card };
+    card.onRetry = () => {
+      queue.push(job);
+      pump();
+    };
     list.prepend(card.root);
-    queue.push({ file, fields, card });
+    queue.push(job);
   }
   announce(chosen.length === 1 ? `Uploading ${chosen[0].name}` : `Uploading ${chosen.length} files`);
   input.value = "";
