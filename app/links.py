@@ -157,12 +157,18 @@ async def authorize(
     if client is not None:
         await services.limits.count_password_failure(client)
     metrics.PASSWORD_FAILURES.inc()
-    await _maybe_lock(services, link, attempts)
     log.info("wrong password link=%s attempts=%d", log_name(link.token_hash), attempts)
     raise PasswordRequired(link.realm)
 
 
 async def _count_attempt(services: Services, link: LinkView) -> int:
+    """Count one attempt on an unlocked link, before any hash is computed.
+
+    The attempt that reaches the limit locks the link in the same transaction, before its
+    own hash is checked (a right password then unlocks it): parallel guesses wait on the
+    row and find it locked, so no more than the limit are ever checked.
+    """
+    limit = services.settings.password_max_failures
     async with transaction(services.sessions, immediate=True) as session:
         counted = await session.scalar(
             update(Link)
@@ -173,10 +179,32 @@ async def _count_attempt(services: Services, link: LinkView) -> int:
             .values(failed_attempts=Link.failed_attempts + 1)
             .returning(Link.failed_attempts)
         )
+        if counted is not None and counted % limit == 0:
+            await session.execute(
+                update(Link)
+                .where(Link.id == link.id)
+                .values(locked_until=db_now_plus(seconds(_lock_seconds(services, counted))))
+            )
     if counted is None:
         await _refuse_if_locked(services, link)
         raise TooManyAttempts(retry_after=1)
+    if counted % limit == 0:
+        log.warning(
+            "link=%s locked for %ds after %d attempts",
+            log_name(link.token_hash),
+            _lock_seconds(services, counted),
+            counted,
+        )
     return int(counted)
+
+
+def _lock_seconds(services: Services, attempts: int) -> int:
+    """The lock after `attempts`: the first lasts the configured time, each next twice as
+    long, up to the maximum."""
+    settings = services.settings
+    rounds = attempts // settings.password_max_failures
+    doubled: int = settings.password_lock_seconds * 2 ** (rounds - 1)
+    return min(doubled, settings.password_lock_max_seconds)
 
 
 async def _refuse_if_locked(services: Services, link: LinkView) -> None:
@@ -199,25 +227,6 @@ async def _reset_attempts(services: Services, link: LinkView) -> None:
         await session.execute(
             update(Link).where(Link.id == link.id).values(failed_attempts=0, locked_until=None)
         )
-
-
-async def _maybe_lock(services: Services, link: LinkView, attempts: int) -> None:
-    settings = services.settings
-    if attempts % settings.password_max_failures != 0:
-        return
-    rounds = attempts // settings.password_max_failures
-    duration = min(
-        settings.password_lock_seconds * 2 ** (rounds - 1), settings.password_lock_max_seconds
-    )
-    async with transaction(services.sessions, immediate=True) as session:
-        await session.execute(
-            update(Link)
-            .where(Link.id == link.id)
-            .values(locked_until=db_now_plus(seconds(duration)))
-        )
-    log.warning(
-        "link=%s locked for %ds after %d failures", log_name(link.token_hash), duration, attempts
-    )
 
 
 def require_ready(link: LinkView) -> BlobRef:
