@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import migrate
-from app.api import downloads, errors, health, links, uploads
+from app.api import downloads, errors, health, links, openapi, uploads
 from app.services import Services, open_services
 from app.settings import Settings
 from app.web import pages
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.render_share_page = pages.render_share_page
     app.state.render_error_page = pages.render_error_page
     errors.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(links.router)

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from app import downloads, links, metrics, tickets
 from app.api.deps import ServicesDep
 from app.api.http import basic_password, client_address, share_url, wants_html
+from app.api.openapi import FILE_ANSWERS, SHARE_ANSWERS
 from app.downloads import ByteRange, PlaintextStream
 from app.filenames import content_disposition, served_content_type
 from app.links import LinkView
@@ -152,7 +153,11 @@ async def serve_file(request: Request, services: Services, token: str) -> Respon
 
 
 @router.api_route(
-    "/d/{token}", methods=["GET", "HEAD"], responses=ERRORS, summary="Download the file"
+    "/d/{token}",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses={**FILE_ANSWERS, **ERRORS},
+    summary="Download the file",
 )
 async def download(request: Request, services: ServicesDep, token: Token) -> Response:
     """The file (Range, If-Range and HEAD supported)."""
@@ -162,7 +167,8 @@ async def download(request: Request, services: ServicesDep, token: Token) -> Res
 @router.api_route(
     "/d/{token}/{filename}",
     methods=["GET", "HEAD"],
-    responses=ERRORS,
+    response_class=Response,
+    responses={**FILE_ANSWERS, **ERRORS},
     summary="Download the file (with its name in the URL, for wget and browsers)",
 )
 async def download_named(
@@ -172,7 +178,12 @@ async def download_named(
     return await serve_file(request, services, token)
 
 
-@router.get("/s/{token}", responses=ERRORS, summary="The share link: a page or the file")
+@router.get(
+    "/s/{token}",
+    response_class=Response,
+    responses={**SHARE_ANSWERS, **FILE_ANSWERS, **ERRORS},
+    summary="The share link: a page or the file",
+)
 async def share(request: Request, services: ServicesDep, token: Token) -> Response:
     """Browsers get the share page; curl and wget the file, unless downloads are limited."""
     response = await _share_answer(request, services, token)

@@ -35,6 +35,7 @@ class LinkStatus(BaseModel):
     "/{token}",
     response_model=LinkStatus,
     responses={
+        400: {"description": "Malformed password or credentials"},
         401: {"description": "Wrong password (send it as Link-Password or HTTP Basic)"},
         404: {"description": "No such link"},
         410: {"description": "Expired, deleted, used up or failed"},

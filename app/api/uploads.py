@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -20,6 +20,7 @@ from app import uploads
 from app.api.deps import ServicesDep, limit_uploads
 from app.api.http import download_url, header_password, share_url, wants_json
 from app.api.multipart import StreamingForm
+from app.api.openapi import created_answers
 from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut, UploadTooLarge
 from app.filenames import clean_content_type, clean_filename
 from app.passwords import decode_password
@@ -43,6 +44,10 @@ class CreatedLinkOut(BaseModel):
     sha256: str
 
 
+CREATED: dict[int | str, dict[str, Any]] = {
+    201: {"description": "Sealed: the link works", **created_answers(CreatedLinkOut)},
+    202: {"description": "Accepted; still being sealed", **created_answers(CreatedLinkOut)},
+}
 ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Bad option or malformed body"},
     413: {"description": "The file is larger than the server accepts"},
@@ -90,7 +95,7 @@ def _declared_size(request: Request) -> int | None:
 @router.put(
     "/{filename}",
     status_code=201,
-    responses={202: {"description": "Accepted; still being sealed"}, **ERRORS},
+    responses={**CREATED, **ERRORS},
     summary="Upload a file as the raw request body (curl -T file https://host/)",
     dependencies=[Depends(limit_uploads)],
 )
@@ -124,7 +129,7 @@ async def put_file(
     "/api/v1/links",
     status_code=201,
     responses={
-        202: {"description": "Accepted; still being sealed"},
+        **CREATED,
         403: {"description": "A browser request from another site or without the page's token"},
         **ERRORS,
     },
@@ -141,8 +146,13 @@ async def put_file(
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
                             "password": {"type": "string"},
-                            "expires_in": {"type": "string", "pattern": r"^\d+[smhd]?$"},
-                            "max_downloads": {"type": "integer", "minimum": 1},
+                            # Empty means absent (an HTML form sends every field).
+                            "expires_in": {"type": "string", "pattern": r"^(\d{1,9}[smhd]?)?$"},
+                            "max_downloads": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": uploads.MAX_DOWNLOADS_LIMIT,
+                            },
                         },
                     }
                 }
