@@ -140,7 +140,7 @@ def _password_page(
     if isinstance(refusal, TooManyAttempts):
         minutes = -(-refusal.retry_after // 60)
         error = (
-            "Too many wrong passwords: this link is locked for now. "
+            "Too many wrong passwords: the link is locked for now. "
             f"Try again in {minutes} minute{'' if minutes == 1 else 's'}."
         )
         headers["Retry-After"] = str(refusal.retry_after)

@@ -79,7 +79,7 @@ async def test_locked_link_shows_the_lock_and_not_the_file(client: AppClient) ->
     answer = await _post_password(client, token, PASSWORD)
     assert answer.status_code == 429
     assert int(answer.headers["retry-after"]) > 0
-    assert "locked" in answer.text
+    assert "Too many wrong passwords" in answer.text
     assert NAME not in answer.text
 
 
