@@ -2,12 +2,15 @@
 
 Counters live in Redis (shared by every pod; INCR with an expiry set when the window opens)
 and fall back to counters in this process whenever Redis fails, so a limit is never
-silently off. The client address is `request.client.host`, which uvicorn takes from
+silently off; this process counts alongside Redis all the time, so its fallback count is
+warm. Password attempts are counted before their hash is computed, and right ones given
+back, so parallel guesses cannot all pass one check. The client address is `request.client.host`, which uvicorn takes from
 `X-Forwarded-For` only when the connection comes from `SEALDROP_TRUSTED_PROXIES`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,12 @@ from app.redis_client import GuardedRedis, RedisDown
 from app.settings import Settings
 
 MEMORY_MAX_KEYS = 100_000
+_TAKE_BACK = """
+if redis.call('exists', KEYS[1]) == 1 and tonumber(redis.call('get', KEYS[1])) > 0 then
+  return redis.call('decr', KEYS[1])
+end
+return 0
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,12 @@ class MemoryCounters:
             self._evict()
         self._windows[key] = (closes, events + 1)
         return Count(events + 1, _remaining(closes))
+
+    def take_back(self, key: str) -> None:
+        """Remove one event from the key's window, if that window is still open."""
+        closes, events = self._windows.get(key, (0.0, 0))
+        if closes > time.monotonic() and events > 0:
+            self._windows[key] = (closes, events - 1)
 
     def _current(self, key: str, seconds: int) -> tuple[float, int]:
         now = time.monotonic()
@@ -101,32 +116,49 @@ class ClientLimits:
                 count.resets_in, "too many uploads from this address; try again later"
             )
 
-    async def check_password_allowed(self, client: str) -> None:
-        """TooManyAttempts if `client` used up its wrong passwords for now."""
+    async def take_password_attempt(self, client: str) -> None:
+        """Count a password attempt of `client` before it is checked; TooManyAttempts once
+        its wrong ones are used up for now.
+
+        Counting first, and giving right ones back, keeps parallel guesses from all
+        passing a check made before any of them was counted.
+        """
         if self.passwords.limit <= 0:
             return
-        count = await self._peek(self.passwords, client)
-        if count.events >= self.passwords.limit:
+        count = await self._add(self.passwords, client)
+        if count.events > self.passwords.limit:
             raise TooManyAttempts(count.resets_in)
 
-    async def count_password_failure(self, client: str) -> None:
-        """Count one wrong password from `client`."""
-        if self.passwords.limit > 0:
-            await self._add(self.passwords, client)
+    async def give_back_password_attempt(self, client: str) -> None:
+        """Return an attempt that was right, or that was never checked."""
+        if self.passwords.limit <= 0:
+            return
+        key = f"limit:{self.passwords.name}:{client}"
+        self.memory.take_back(key)
+        with contextlib.suppress(RedisDown):
+            await self._take_back_in_redis(key)
 
     async def _add(self, window: Window, client: str) -> Count:
         key = f"limit:{window.name}:{client}"
+        # Counted in this process too, always: when Redis fails midway (a timeout under a
+        # flood), the fallback goes on from what this process has seen, not from zero.
+        local = self.memory.add(key, window.seconds)
         try:
             return await self._in_redis(key, window.seconds, add=True)
         except RedisDown:
-            return self.memory.add(key, window.seconds)
+            return local
 
-    async def _peek(self, window: Window, client: str) -> Count:
-        key = f"limit:{window.name}:{client}"
-        try:
-            return await self._in_redis(key, window.seconds, add=False)
-        except RedisDown:
-            return self.memory.peek(key, window.seconds)
+    async def _take_back_in_redis(self, key: str) -> None:
+        if self._redis is None:
+            raise RedisDown()
+        full_key = self._redis.key(key)
+
+        async def take_back(client: Redis) -> Any:
+            # Only within a window still open: a decrement of a key gone with its window
+            # would leave a key without an expiry.
+            return await client.eval(_TAKE_BACK, 1, full_key)
+
+        await self._redis.run("limit_take_back", take_back)
 
     async def _in_redis(self, key: str, seconds: int, *, add: bool) -> Count:
         if self._redis is None:

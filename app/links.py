@@ -141,7 +141,8 @@ async def authorize(
     parallel guesses cannot outrun the limit; while the link is locked even the right
     password gets TooManyAttempts. A missing password is not counted (every browser asks
     once without one) but answers like a wrong one. Wrong passwords are also counted per
-    `client` address, so one client cannot guess across many links.
+    `client` address, so one client cannot guess across many links: every attempt is
+    counted there before its hash too, and a right one (or one never checked) given back.
     """
     if link.password_hash is None:
         return
@@ -149,13 +150,19 @@ async def authorize(
         await _refuse_if_locked(services, link)
         raise PasswordRequired(link.realm)
     if client is not None:
-        await services.limits.check_password_allowed(client)
-    attempts = await _count_attempt(services, link)
-    if await services.passwords.verify(link.password_hash, password):
+        await services.limits.take_password_attempt(client)
+    try:
+        attempts = await _count_attempt(services, link)
+        right = await services.passwords.verify(link.password_hash, password)
+    except BaseException:
+        if client is not None:
+            await services.limits.give_back_password_attempt(client)
+        raise
+    if right:
+        if client is not None:
+            await services.limits.give_back_password_attempt(client)
         await _reset_attempts(services, link)
         return
-    if client is not None:
-        await services.limits.count_password_failure(client)
     metrics.PASSWORD_FAILURES.inc()
     log.info("wrong password link=%s attempts=%d", log_name(link.token_hash), attempts)
     raise PasswordRequired(link.realm)
