@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit install test-deps clean bench bench-quick
+.PHONY: run test lint typecheck unit install test-deps clean bench bench-quick soak
 
 run: $(VENV)/.installed
 	$(BIN)/sealdrop serve
@@ -34,6 +34,11 @@ typecheck: $(VENV)/.test-installed
 
 test: test-deps lint typecheck
 	$(BIN)/pytest -q
+
+# The hostile suite's long form: minutes of load with 1-100 MB files, a thousand slow
+# connections, many more fuzzed requests (SEALDROP_SOAK=1 scales tests/hostile up).
+soak: test-deps
+	SEALDROP_SOAK=1 $(BIN)/pytest -q tests/hostile
 
 # Benchmarks (bench/README.md): the full run also needs PostgreSQL and Redis (test-deps);
 # nginx, wrk and curl come from apt when missing.
