@@ -119,8 +119,13 @@ def outcome_of(error: BaseException) -> str:
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
     if isinstance(error, SealdropError) or type(error).__module__.startswith(_OWN_MODULES):
-        return _CAMEL.sub("_", type(error).__name__).lower()
+        return _snake_name(type(error))
     return "error"
+
+
+@functools.cache
+def _snake_name(kind: type[BaseException]) -> str:
+    return _CAMEL.sub("_", kind.__name__).lower()
 
 
 @contextmanager
