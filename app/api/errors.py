@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.http import wants_json
 from app.errors import (
+    BlobCorrupted,
     NotReady,
     PasswordRequired,
     RangeNotSatisfiable,
@@ -28,6 +29,7 @@ from app.errors import (
     Unavailable,
     UploadTimedOut,
 )
+from app.storage.base import ObjectMissing, StorageError
 
 log = logging.getLogger("sealdrop.api")
 
@@ -111,10 +113,23 @@ async def _database_error(request: Request, error: Exception) -> Response:
     return error_response(request, 500, "internal error", {})
 
 
+async def _storage_error(request: Request, error: Exception) -> Response:
+    # Object storage failing, throttling or stalling (after the client's own retries) is a
+    # 503 the client may retry, like a database outage. A missing object is no outage.
+    assert isinstance(error, StorageError)
+    where = f"{request.method} {request.url.path.split('/')[1]}"
+    if isinstance(error, ObjectMissing):
+        log.error("%s: a stored object is missing: %s", where, error)
+        return await _domain_error(request, BlobCorrupted())
+    log.warning("%s: storage unavailable: %s", where, error.code or type(error).__name__)
+    return await _domain_error(request, Unavailable())
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(SealdropError, _domain_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeout, _database_error)
+    app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
