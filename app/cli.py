@@ -47,16 +47,22 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(args: argparse.Namespace) -> None:
-    """Run the API (and, unless SEALDROP_WORKER=off, the worker) under uvicorn."""
+    """Run the API (and, unless SEALDROP_WORKER=off, the worker) under uvicorn.
+
+    On SIGTERM it drains first (`SEALDROP_DRAIN_SECONDS`, readiness 503), then stops
+    accepting and gives requests in flight `--grace` seconds to finish.
+    """
     import uvicorn
 
+    from app import serving
     from app.http_protocol import ReadLimits, guarded_protocol
     from app.main import create_app
 
     settings = _settings()
     _logging(settings)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=args.host or settings.host,
         port=args.port or settings.port,
         **proxy_options(settings),
@@ -67,6 +73,7 @@ def serve(args: argparse.Namespace) -> None:
         log_level=settings.log_level,
         access_log=False,
     )
+    serving.run(app, config, settings.drain_seconds)
 
 
 async def _with_services(action: Callable[..., Awaitable[None]], *extra: object) -> None:

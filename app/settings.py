@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     body_idle_timeout_seconds: float = 60.0
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     body_min_bytes_per_second: int = Field(default=1024, ge=0)
+    drain_seconds: float = 0.0
+    s3_read_timeout_seconds: float = 60.0
     log_level: str = "info"
 
     @field_validator("max_ttl", mode="before")
