@@ -64,11 +64,12 @@ async def open_services(settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.resolved_database_url)
     metrics.count_database_errors(engine)
-    blobs = open_store(settings.resolved_storage_url)
+    timeout = settings.s3_read_timeout_seconds
+    blobs = open_store(settings.resolved_storage_url, s3_read_timeout=timeout)
     staging = (
         blobs
         if settings.resolved_staging_url == settings.resolved_storage_url
-        else open_store(settings.resolved_staging_url)
+        else open_store(settings.resolved_staging_url, s3_read_timeout=timeout)
     )
     notifier = (
         Notifier()

@@ -28,8 +28,11 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> ObjectStore:
+def open_store(url: str, *, s3_read_timeout: float | None = None) -> ObjectStore:
     """The store for a `file:///abs/path` or `s3://bucket?endpoint_url=…&region=…` URL.
+
+    `s3_read_timeout` bounds each wait for an S3 answer or body bytes (the client's
+    default when None); a stalled call then ends in a retry or an error, never a hang.
 
     Building an S3 store creates its boto3 client (a blocking call of a few tens of
     milliseconds): call this at startup (lifespan, worker start), not per request.
@@ -39,4 +42,6 @@ def open_store(url: str) -> ObjectStore:
         return LocalStore(location.root)
     from app.storage.s3 import S3Store
 
-    return S3Store(location)
+    if s3_read_timeout is None:
+        return S3Store(location)
+    return S3Store(location, read_timeout=s3_read_timeout)

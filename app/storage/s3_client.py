@@ -36,7 +36,7 @@ MISSING_UPLOAD_CODES = frozenset({"NoSuchUpload"})
 T = TypeVar("T")
 
 
-def make_client(location: S3Location) -> S3Client:
+def make_client(location: S3Location, *, read_timeout: float = READ_TIMEOUT_SECONDS) -> S3Client:
     """A client for `location` with explicit timeouts, standard retries and path-style URLs.
 
     Credentials come from boto3's own chain (environment, profile, IRSA, instance role).
@@ -46,7 +46,7 @@ def make_client(location: S3Location) -> S3Client:
     """
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
+        read_timeout=read_timeout,
         retries={"mode": "standard", "max_attempts": 5},
         max_pool_connections=MAX_CONCURRENT_CALLS,
         s3={"addressing_style": "path"},
@@ -63,9 +63,9 @@ def make_client(location: S3Location) -> S3Client:
 class S3Calls:
     """Runs blocking client calls in threads, mapping botocore errors to StorageError."""
 
-    def __init__(self, location: S3Location) -> None:
+    def __init__(self, location: S3Location, *, read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
         self.location = location
-        self.client = make_client(location)
+        self.client = make_client(location, read_timeout=read_timeout)
         self._limiter = anyio.CapacityLimiter(MAX_CONCURRENT_CALLS)
 
     async def call(self, action: str, function: Callable[..., T], **kwargs: Any) -> T:
