@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from app.tokens import token_hash
-from tests.support.production import Backends, ProductionStack
+from tests.support.production import Backends, ProductionStack, s3_url
 from tests.support.stack import wait_until
 
 SOAK = os.environ.get("SEALDROP_SOAK") == "1"
@@ -49,9 +49,14 @@ def production_stack(
     workers: int = 1,
     concurrency: int = 2,
     backends: Backends | None = None,
+    s3_endpoint: str | None = None,
     **env: str,
 ) -> Iterator[ProductionStack]:
-    """A started `ProductionStack` (64 KiB segments unless `env` says otherwise), stopped after."""
+    """A started `ProductionStack` (64 KiB segments unless `env` says otherwise), stopped after.
+
+    `s3_endpoint` puts another endpoint (a fault proxy) between its processes and S3; the
+    test's own look behind the stack (`stack.s3`, `list_objects`) still goes straight there.
+    """
     settings = {"SEALDROP_SEGMENT_LOG2": str(SEGMENT_LOG2), **env}
     stack = ProductionStack(
         root,
@@ -61,6 +66,9 @@ def production_stack(
         env=settings,
         backends=backends,
     )
+    if s3_endpoint is not None:
+        stack.env["SEALDROP_STORAGE_URL"] = s3_url(stack.blobs_bucket, s3_endpoint)
+        stack.env["SEALDROP_STAGING_URL"] = s3_url(stack.staging_bucket, s3_endpoint)
     try:
         stack.start()
         yield stack

@@ -148,6 +148,12 @@ class S3FaultProxy:
         with self._lock:
             self._faults.clear()
 
+    def reset(self) -> None:
+        """`pass_through`, and forget what was seen too (a test's fresh start)."""
+        with self._lock:
+            self._faults.clear()
+            self.seen.clear()
+
     def count(self, action: Action, matches: Matcher = every) -> int:
         """How many requests matching `matches` got `action` so far."""
         with self._lock:
@@ -227,69 +233,76 @@ class S3FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        link = _Link(reader, writer)
         try:
-            while True:
-                upstream = await self._one_exchange(reader, writer, upstream)
-                if upstream is None:
-                    return
+            while await self._one_exchange(link):
+                pass
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return  # either side hung up
         except asyncio.CancelledError:
             return  # the proxy is stopping: end quietly (asyncio reports a cancelled handler)
         finally:
             self._connections.discard(task)
-            for stream in (writer, upstream[1] if upstream else None):
-                if stream is not None:
-                    stream.close()
+            await link.close()
 
-    async def _one_exchange(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        """Relay one request and its answer; the upstream connection to keep, None to close."""
+    async def _one_exchange(self, link: _Link) -> bool:
+        """Relay one request and its answer; False once the connection is to be closed."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            head = await link.reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
-            return None  # the client closed a kept-alive connection
+            return False  # the client closed a kept-alive connection
         request, head = _parse_request(head)
         if request.headers.get("expect", "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            await writer.drain()
-        body = await _read_body(reader, request.headers)
+            link.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await link.writer.drain()
+        body = await _read_body(link.reader, request.headers)
         fault = self._take(request)
         if fault is not None:
-            return await self._inject(fault, writer, upstream)
-        if upstream is None:
-            host, port = _host_port(self.upstream)
-            upstream = await asyncio.open_connection(host, port)
-        up_reader, up_writer = upstream
+            return await _inject(fault, link.writer)
+        up_reader, up_writer = await link.upstream(self.upstream)
         up_writer.write(head + body)
         await up_writer.drain()
-        keep = await _relay_response(up_reader, writer, request.method)
-        if not keep or request.headers.get("connection", "").lower() == "close":
-            return None
-        return upstream
+        keep = await _relay_response(up_reader, link.writer, request.method)
+        return keep and request.headers.get("connection", "").lower() != "close"
 
-    async def _inject(
-        self,
-        fault: _Fault,
-        writer: asyncio.StreamWriter,
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        if fault.action == "stall":
-            await asyncio.sleep(fault.seconds)
-            return None
-        status, code, message = (
-            (500, "InternalError", "We encountered an internal error. Please try again.")
-            if fault.action == "error"
-            else (503, "SlowDown", "Please reduce your request rate.")
-        )
-        writer.write(_error_response(status, code, message))
-        await writer.drain()
-        return upstream
+
+class _Link:
+    """One client connection and the upstream connection it is relayed over."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def upstream(self, url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The upstream connection, opened on first use."""
+        if self._upstream is None:
+            host, port = _host_port(url)
+            self._upstream = await asyncio.open_connection(host, port)
+        return self._upstream
+
+    async def close(self) -> None:
+        """Close both connections."""
+        writers = [self.writer, *([self._upstream[1]] if self._upstream else [])]
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+
+async def _inject(fault: _Fault, writer: asyncio.StreamWriter) -> bool:
+    """Answer in S3's place; False when the connection is to be dropped."""
+    if fault.action == "stall":
+        await asyncio.sleep(fault.seconds)
+        return False
+    status, code, message = (
+        (500, "InternalError", "We encountered an internal error. Please try again.")
+        if fault.action == "error"
+        else (503, "SlowDown", "Please reduce your request rate.")
+    )
+    writer.write(_error_response(status, code, message))
+    await writer.drain()
+    return True
 
 
 def _host_port(url: str) -> tuple[str, int]:
