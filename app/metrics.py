@@ -119,13 +119,13 @@ def outcome_of(error: BaseException) -> str:
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
     if isinstance(error, SealdropError) or type(error).__module__.startswith(_OWN_MODULES):
-        return _snake_name(type(error))
+        return _snake_case(type(error).__name__)
     return "error"
 
 
 @functools.cache
-def _snake_name(kind: type[BaseException]) -> str:
-    return _CAMEL.sub("_", kind.__name__).lower()
+def _snake_case(name: str) -> str:
+    return _CAMEL.sub("_", name).lower()
 
 
 @contextmanager
