@@ -4,11 +4,13 @@ and the friendly pages for links that expired, never existed, or are still being
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 
+import httpx
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Route, expect
 
 from app.db.clock import db_now_plus, seconds
 from tests.support.browser import PageWatch, downloaded_sha256
@@ -85,3 +87,41 @@ async def test_page_of_a_link_being_sealed_refreshes_by_itself_when_ready(
     async with idle_server.worker():
         await expect(page.locator("#download")).to_be_visible(timeout=15_000)
     assert len(loads) == 2
+
+
+async def test_used_up_link_gets_the_410_page_saying_so(
+    server: LiveServer, watch: PageWatch
+) -> None:
+    created = await put(server.url, b"once", "once.txt", **{"Max-Downloads": "1"})
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(created.body["download_url"])).content == b"once"
+    watch.expected_statuses.add(410)
+    answer = await watch.page.goto(created.body["url"])
+    assert answer is not None
+    assert answer.status == 410
+    await expect(watch.page.locator("main")).to_contain_text("downloaded as many times as allowed")
+
+
+async def test_share_page_fits_a_phone(server: LiveServer, phone: PageWatch) -> None:
+    created = await put(server.url, os.urandom(2048), "boarding-pass-for-the-night-train.pdf")
+    await phone.page.goto(created.body["url"])
+    await expect(phone.page.locator("#time-left")).to_contain_text("left")
+    assert await phone.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await phone.screenshot("phone-share-page")
+
+
+async def test_the_watch_sees_a_csp_violation(server: LiveServer, watch: PageWatch) -> None:
+    async def with_inline_script(route: Route) -> None:
+        response = await route.fetch()
+        body = (await response.text()).replace("</main>", "<script>1</script></main>")
+        await route.fulfill(response=response, body=body)
+
+    await watch.page.route(f"{server.url}/", with_inline_script)
+    await watch.page.goto(f"{server.url}/")
+    for _ in range(100):
+        if watch.csp_violations:
+            break
+        await asyncio.sleep(0.02)
+    assert any("script-src" in violation for violation in watch.csp_violations)
+    watch.csp_violations.clear()
+    watch.console_errors.clear()  # Chromium also logs the refusal; it was the point here
