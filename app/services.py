@@ -25,6 +25,7 @@ from app.settings import Settings
 from app.storage import open_store
 from app.storage.base import ObjectStore
 from app.tickets import MemoryUsedTickets, UsedTickets
+from app.tickets_redis import RedisUsedTickets
 
 log = logging.getLogger("sealdrop")
 
@@ -94,6 +95,7 @@ async def open_services(settings: Settings) -> Services:
         ),
         limits=ClientLimits(settings, redis),
         redis=redis,
+        used_tickets=MemoryUsedTickets() if redis is None else RedisUsedTickets(redis),
     )
 
 
