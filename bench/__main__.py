@@ -73,9 +73,11 @@ def _rounds(results: Results, runs: list[Callable[[], Sample]], count: int, stac
     """A warm-up of every case, then `count` rounds, each in a new random order."""
     for run in runs:
         run()
+    stack.purge()
     time.sleep(1)
     results.idle_rss = {probe.name: probe.rss() for probe in stack.probes}
     for number in range(1, count + 1):
+        stack.purge()  # the links deleted by the last round lose their blobs
         order = random.sample(runs, len(runs))
         started = time.monotonic()
         results.add_round([run() for run in order])

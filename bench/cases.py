@@ -2,7 +2,8 @@
 
 A case returns a `Sample`: its speed (MB/s, ms or requests/s) and, for Sealdrop cases, the
 CPU and peak memory of every Sealdrop process while it ran. Cases that create links delete
-them afterwards and run the janitor, outside the measurement, so rounds do not fill memory.
+them afterwards, outside the measurement; the janitor runs between rounds, so that rounds
+do not fill memory.
 """
 
 from __future__ import annotations
@@ -156,7 +157,6 @@ class SealdropCases:
             )
         for answer in answers:
             self._delete(answer)
-        self.stack.purge()
         return Sample("4 KiB PUT → ready", clients.median_ms(times), "ms", usage=usage)
 
     def unknown_rps(self, seconds: float, *, cache: bool) -> Sample:
@@ -210,7 +210,6 @@ class SealdropCases:
             self.token = answer.json()["token"]
         else:
             self._delete(answer.json())
-            self.stack.purge()
         return Sample(name, mbps(self.files.size, answer.seconds), "MB/s", self.files.size, usage)
 
     def _delete(self, created: dict[str, Any]) -> None:
