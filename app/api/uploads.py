@@ -84,6 +84,11 @@ async def _body(request: Request, services: Services) -> AsyncIterator[bytes]:
 
 
 def _declared_size(request: Request) -> int | None:
+    """The announced body size, if any; refuses a transfer coding other than chunked, which
+    uvicorn would pass on still encoded (a gzipped body stored as the file)."""
+    coding = request.headers.get("transfer-encoding")
+    if coding is not None and coding.strip().lower() != "chunked":
+        raise BadRequest("the only transfer coding accepted is chunked")
     raw = request.headers.get("content-length")
     if raw is None:
         return None
