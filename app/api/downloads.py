@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -67,11 +68,16 @@ class FileResponse(Response):
             return
         sent, outcome = 0, "interrupted"
         try:
-            async for chunk in self.stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
-            await send({"type": "http.response.body", "body": b""})
-            outcome = "complete"
+            # uvicorn's send() returns quietly once the client is gone: without watching
+            # for the disconnect, the rest of the file would be read and decrypted for no one.
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                async for chunk in self.stream:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent += len(chunk)
+                await send({"type": "http.response.body", "body": b""})
+                outcome = "complete"
+                group.cancel_scope.cancel()
         finally:
             metrics.SENT_BYTES.inc(sent)
             metrics.DOWNLOADS.labels(outcome).inc()
@@ -83,6 +89,12 @@ class FileResponse(Response):
         self.raw_headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         ]
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the request's (empty) body
+    scope.cancel()
 
 
 def _etag(link: LinkView) -> str:
