@@ -1,8 +1,8 @@
 """Fixtures for the page tests: live servers on loopback and a headless Chromium.
 
 One browser and two servers serve the whole directory (starting them is most of the
-cost); each test gets a fresh browser context, so no cookie or download crosses tests.
-`server` runs the in-process worker; `idle_server` has none, so its links stay pending
+cost) and stop when it is done; each test gets a fresh browser context, so no cookie or
+download crosses tests. `server` runs the in-process worker; `idle_server` has none, so its links stay pending
 until a test starts a worker. Every browser test ends by checking that its page logged
 no error and violated no Content-Security-Policy.
 """
@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser
+from playwright.async_api import Browser, expect
 
 from app.settings import Settings
 from tests.support.browser import CHROMIUM, PageWatch, chromium
 from tests.support.live import LiveServer, live_server
 
 VIEWER_TIME_ZONE = "Pacific/Auckland"
+# Generous waits: the machine is small and shared; a wait only ends early, never late.
+expect.set_options(timeout=15_000)
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 
 
@@ -36,7 +38,7 @@ def web_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**{**values, **overrides})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def browser() -> AsyncIterator[Browser]:
     """Headless Debian Chromium (installed by scripts/install-test-deps)."""
     if not CHROMIUM.exists():
@@ -45,14 +47,14 @@ async def browser() -> AsyncIterator[Browser]:
         yield launched
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveServer]:
     """Sealdrop on loopback with its in-process worker."""
     async with live_server(web_settings(tmp_path_factory.mktemp("web"))) as live:
         yield live
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def idle_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveServer]:
     """Sealdrop on loopback without a worker: uploads stay pending until a test starts one."""
     settings = web_settings(tmp_path_factory.mktemp("web-idle"), worker="off")
@@ -64,6 +66,7 @@ async def idle_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
 async def watched_page(browser: Browser, **options: Any) -> AsyncIterator[PageWatch]:
     """A fresh page in its own context, checked for errors and CSP violations at the end."""
     context = await browser.new_context(timezone_id=VIEWER_TIME_ZONE, locale="en-GB", **options)
+    context.set_default_timeout(30_000)
     await context.grant_permissions(["clipboard-read", "clipboard-write"])
     watched = PageWatch(await context.new_page())
     await watched.attach()

@@ -107,7 +107,7 @@ async def test_link_protected_on_the_upload_page_downloads_through_the_form(
     await page.fill("#password", PASSWORD)
     await page.click("#upload-button")
     ready = card(page, "payroll.csv")
-    await expect(ready).to_have_attribute("data-state", "ready", timeout=10_000)
+    await expect(ready).to_have_attribute("data-state", "ready")
     await expect(ready.locator(".fact-password")).to_be_visible()
     share_url = await ready.locator(".share-url").input_value()
     watch.expected_statuses.add(401)

@@ -45,7 +45,7 @@ async def test_time_left_counts_down_live(server: LiveServer, watch: PageWatch) 
     page = watch.page
     await page.goto(created.body["url"])
     first = await page.locator("#time-left").text_content()
-    await expect(page.locator("#time-left")).not_to_have_text(first or "", timeout=3000)
+    await expect(page.locator("#time-left")).not_to_have_text(first or "")
     await expect(page.locator("#time-left")).to_contain_text("minute")
 
 
@@ -85,7 +85,7 @@ async def test_page_of_a_link_being_sealed_refreshes_by_itself_when_ready(
     await expect(page.locator("#download")).to_have_count(0)
     await watch.screenshot("share-sealing")
     async with idle_server.worker():
-        await expect(page.locator("#download")).to_be_visible(timeout=15_000)
+        await expect(page.locator("#download")).to_be_visible()
     assert len(loads) == 2
 
 
