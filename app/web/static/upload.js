@@ -39,10 +39,16 @@ function choose(files) {
   else if (chosen.length === 1) selection.textContent = `${chosen[0].name} (${humanSize(total)})`;
   else selection.textContent = `${chosen.length} files (${humanSize(total)}): ${chosen.map((f) => f.name).join(", ")}`;
   dropzone.classList.toggle("has-files", chosen.length > 0);
-  const tooLarge = chosen.filter((file) => file.size > maxBytes);
-  if (tooLarge.length) {
-    showError(`${tooLarge.map((f) => f.name).join(", ")}: larger than the server accepts (at most ${humanSize(maxBytes)}).`);
-  }
+  if (tooLarge().length) showError(tooLargeMessage());
+}
+
+function tooLarge() {
+  return chosen.filter((file) => file.size > maxBytes);
+}
+
+function tooLargeMessage() {
+  const names = tooLarge().map((file) => file.name).join(", ");
+  return `${names}: larger than the server accepts (at most ${maxBytes.toLocaleString()} bytes, ${humanSize(maxBytes)}).`;
 }
 
 function readOptions() {
@@ -65,8 +71,8 @@ function submit(event) {
     showError("Choose a file to upload first.", document.getElementById("choose"));
     return;
   }
-  if (chosen.some((file) => file.size > maxBytes)) {
-    showError(`A file is larger than the server accepts (at most ${humanSize(maxBytes)}).`, document.getElementById("choose"));
+  if (tooLarge().length) {
+    showError(tooLargeMessage(), document.getElementById("choose"));
     return;
   }
   const fields = readOptions();
