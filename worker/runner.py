@@ -172,8 +172,12 @@ class Worker:
         if job.attempt >= self.services.settings.job_max_attempts:
             await self._give_up(job, error)
             return
-        log.warning("job %s attempt %d failed, will retry: %s", job.id, job.attempt, error)
-        await queue.retry_later(self.services, job, error)
+        if await queue.retry_later(self.services, job, error):
+            log.warning("job %s attempt %d failed, will retry: %s", job.id, job.attempt, error)
+        else:
+            # Another worker holds the job now (this one was paused or cut off past its
+            # lease): the fenced write changed nothing, and the failure is not this job's.
+            log.warning("job %s attempt %d failed; retry refused (lease lost)", job.id, job.attempt)
 
     async def _give_up(self, job: ClaimedJob, error: str) -> None:
         log.error("job %s failed for good: %s", job.id, error)
