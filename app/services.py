@@ -22,7 +22,7 @@ from app.notify_pg import PostgresNotifier
 from app.passwords import PasswordHashing
 from app.redis_client import GuardedRedis
 from app.settings import Settings
-from app.storage import open_store
+from app.storage import S3Options, open_store
 from app.storage.base import ObjectStore
 from app.tickets import MemoryUsedTickets, UsedTickets
 from app.tickets_redis import RedisUsedTickets
@@ -65,12 +65,12 @@ async def open_services(settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = make_engine(settings.resolved_database_url)
     metrics.count_database_errors(engine)
-    timeout = settings.s3_read_timeout_seconds
-    blobs = open_store(settings.resolved_storage_url, s3_read_timeout=timeout)
+    s3 = S3Options(settings.s3_read_timeout_seconds, settings.s3_max_attempts)
+    blobs = open_store(settings.resolved_storage_url, s3=s3)
     staging = (
         blobs
         if settings.resolved_staging_url == settings.resolved_storage_url
-        else open_store(settings.resolved_staging_url, s3_read_timeout=timeout)
+        else open_store(settings.resolved_staging_url, s3=s3)
     )
     notifier = (
         Notifier()

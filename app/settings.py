@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     body_min_bytes_per_second: int = Field(default=1024, ge=0)
     drain_seconds: float = 0.0
     s3_read_timeout_seconds: float = 60.0
+    s3_max_attempts: int = 5
     log_level: str = "info"
 
     @field_validator("max_ttl", mode="before")

@@ -25,7 +25,7 @@ from app.storage.base import (
     check_prefix,
     check_range,
 )
-from app.storage.s3_client import READ_TIMEOUT_SECONDS, S3Calls
+from app.storage.s3_client import MAX_ATTEMPTS, READ_TIMEOUT_SECONDS, S3Calls
 from app.storage.s3_setup import init_buckets
 from app.storage.s3_writer import S3Writer, abort_multipart
 from app.storage.urls import S3Location
@@ -39,10 +39,16 @@ __all__ = ["S3Store", "S3Writer", "init_buckets"]
 class S3Store(ObjectStore):
     """Objects in one bucket."""
 
-    def __init__(self, location: S3Location, *, read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        location: S3Location,
+        *,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
         self.location = location
         self.bucket = location.bucket
-        self._s3 = S3Calls(location, read_timeout=read_timeout)
+        self._s3 = S3Calls(location, read_timeout=read_timeout, max_attempts=max_attempts)
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self.location.endpoint_url!r})"

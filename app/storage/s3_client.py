@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 60.0
+MAX_ATTEMPTS = 5
 MAX_CONCURRENT_CALLS = 16
 MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 MISSING_UPLOAD_CODES = frozenset({"NoSuchUpload"})
@@ -36,7 +37,12 @@ MISSING_UPLOAD_CODES = frozenset({"NoSuchUpload"})
 T = TypeVar("T")
 
 
-def make_client(location: S3Location, *, read_timeout: float = READ_TIMEOUT_SECONDS) -> S3Client:
+def make_client(
+    location: S3Location,
+    *,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> S3Client:
     """A client for `location` with explicit timeouts, standard retries and path-style URLs.
 
     Credentials come from boto3's own chain (environment, profile, IRSA, instance role).
@@ -47,7 +53,7 @@ def make_client(location: S3Location, *, read_timeout: float = READ_TIMEOUT_SECO
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=read_timeout,
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=MAX_CONCURRENT_CALLS,
         s3={"addressing_style": "path"},
         request_checksum_calculation="when_required",
@@ -63,9 +69,15 @@ def make_client(location: S3Location, *, read_timeout: float = READ_TIMEOUT_SECO
 class S3Calls:
     """Runs blocking client calls in threads, mapping botocore errors to StorageError."""
 
-    def __init__(self, location: S3Location, *, read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        location: S3Location,
+        *,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
         self.location = location
-        self.client = make_client(location, read_timeout=read_timeout)
+        self.client = make_client(location, read_timeout=read_timeout, max_attempts=max_attempts)
         self._limiter = anyio.CapacityLimiter(MAX_CONCURRENT_CALLS)
 
     async def call(self, action: str, function: Callable[..., T], **kwargs: Any) -> T:
