@@ -2,7 +2,8 @@
 
 The module's stack has a PostgreSQL cluster of its own (to restart), reaches S3 through
 an `S3FaultProxy` (to answer 500, SlowDown or nothing), and starts no worker: each test
-starts the workers it needs (lease 4 s, S3 read timeout 2 s) and they end with it. What
+starts the workers it needs (lease 4 s; S3 calls time out after 2 s and are tried three
+times) and they end with it. What
 every test checks is the promise: no acknowledged link is lost, no half-written object is
 visible (every object under blobs/ has its row), nothing hangs (every wait is bounded),
 and a client never gets a wrong byte reported as a success.
@@ -31,9 +32,12 @@ from tests.support.hostile import (
     assert_objects_match_rows,
     fetch,
     link_row,
+    objects,
+    pending_uploads,
     production_stack,
     purge_now,
     put,
+    s3_of,
     scaled,
     wait_ready,
 )
@@ -54,19 +58,21 @@ pytestmark = [pytest.mark.production, pytest.mark.slow]
 
 LEASE_SECONDS = 4
 S3_TIMEOUT_SECONDS = 2
+S3_ATTEMPTS = 3  # each S3 call: a first try and two retries
 MiB = 1024 * 1024
-LARGE = 24 * MiB  # three 8 MiB parts
+LARGE = 17 * MiB  # parts of 8, 8 and 1 MiB
 HANG_GUARD_SECONDS = 60.0
 FAULT_ENV = {
     "SEALDROP_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
     "SEALDROP_JOB_RETRY_BASE_SECONDS": "0.2",
     "SEALDROP_S3_READ_TIMEOUT_SECONDS": str(S3_TIMEOUT_SECONDS),
+    "SEALDROP_S3_MAX_ATTEMPTS": str(S3_ATTEMPTS),
     "SEALDROP_JANITOR_INTERVAL_SECONDS": "3600",
     "SEALDROP_UPLOAD_RATE_PER_MINUTE": "100000",
     "SEALDROP_CLIENT_PASSWORD_FAILURES": "100000",
 }
-LOAD_SECONDS = scaled(6, 30)
-LOAD_THREADS = scaled(3, 8)
+LOAD_SECONDS = scaled(4, 30)
+LOAD_THREADS = scaled(2, 8)
 ASYNC = {"Prefer": "respond-async"}
 
 
@@ -114,11 +120,13 @@ StartWorker = Callable[..., subprocess.Popen[bytes]]
 
 @pytest.fixture
 def workers(stack: ProductionStack) -> Iterator[StartWorker]:
-    """Starts `sealdrop worker` processes (concurrency 1) that end with the test."""
+    """Starts `sealdrop worker` processes (concurrency 1 by default) that end with the test."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(**env: str) -> subprocess.Popen[bytes]:
-        process = stack.start_worker(concurrency=1, **env)
+    def start(
+        *, concurrency: int = 1, grace: float | None = None, **env: str
+    ) -> subprocess.Popen[bytes]:
+        process = stack.start_worker(concurrency=concurrency, grace=grace, **env)
         started.append(process)
         return process
 
@@ -149,9 +157,11 @@ def running_attempt(stack: ProductionStack) -> tuple[str, str, str] | None:
     if not rows:
         return None
     owner, blob_id, upload_id = rows[0]
-    parts = stack.s3.list_parts(
-        Bucket=stack.blobs_bucket, Key=f"blobs/{blob_id}", UploadId=upload_id
-    ).get("Parts", [])
+    parts = (
+        s3_of(stack)
+        .list_parts(Bucket=stack.blobs_bucket, Key=f"blobs/{blob_id}", UploadId=upload_id)
+        .get("Parts", [])
+    )
     return (owner, blob_id, upload_id) if parts else None
 
 
@@ -167,7 +177,7 @@ def log_of(stack: ProductionStack, process: subprocess.Popen[bytes]) -> str:
     return stack.worker_log(process)
 
 
-# -- crashes and pauses ------------------------------------------------------------------
+# -- crashes, pauses and SIGTERM: each test with workers of its own ---------------------
 
 
 def _slow_body(data: bytes, chunk: int, pause: float) -> Iterator[bytes]:
@@ -199,7 +209,7 @@ def test_an_api_killed_mid_upload_acknowledges_nothing_and_its_staging_is_swept(
 
     client = threading.Thread(target=upload)
     client.start()
-    wait_until(lambda: stack.pending_writes("staging/"), timeout=30, what="a staging upload")
+    wait_until(lambda: pending_uploads(stack, "staging/"), timeout=30, what="a staging upload")
     time.sleep(0.3)  # some of the body is in
     api.process.kill()
     api.process.wait(10)
@@ -209,10 +219,10 @@ def test_an_api_killed_mid_upload_acknowledges_nothing_and_its_staging_is_swept(
     assert "status" not in outcome or not 200 <= int(str(outcome["status"])) < 300, outcome
     assert stack.sql("SELECT count(*) FROM links")[0][0] == links_before
     assert stack.sql("SELECT count(*) FROM jobs")[0][0] == 0
-    assert stack.pending_writes("staging/")  # the crash left its unfinished upload
+    assert pending_uploads(stack, "staging/")  # the crash left its unfinished upload
     purge_now(stack)
-    assert stack.pending_writes("staging/") == []
-    assert stack.list_objects("staging/") == []
+    assert pending_uploads(stack, "staging/") == []
+    assert objects(stack, "staging/") == []
 
 
 def test_a_worker_killed_after_some_parts_is_replaced_and_its_upload_aborted(
@@ -236,10 +246,10 @@ def test_a_worker_killed_after_some_parts_is_replaced_and_its_upload_aborted(
     sealed = [stack.sealed_jobs()[p.pid] for p in (first, second)]
     assert sealed[0] == []
     assert len(sealed[1]) == 1
-    assert stack.sql("SELECT count(*) FROM blobs")[0][0] == len(stack.list_objects("blobs/"))
+    assert stack.sql("SELECT count(*) FROM blobs")[0][0] == len(objects(stack, "blobs/"))
     assert link_row(stack, link.token).blob_id != stale_blob
-    assert stale_upload not in {write.upload_id for write in stack.pending_writes()}
-    assert f"blobs/{stale_blob}" not in stack.list_objects("blobs/")
+    assert stale_upload not in pending_uploads(stack, "blobs/")
+    assert f"blobs/{stale_blob}" not in objects(stack, "blobs/")
     assert digest(fetch(link.download_url).body) == digest(data)
     assert_objects_match_rows(stack)
 
@@ -267,7 +277,7 @@ def test_a_worker_paused_past_its_lease_is_fenced_off_when_it_resumes(
         what="the resumed worker to be refused",
     )
     wait_until(
-        lambda: stack.pending_writes("blobs/") == [], timeout=30, what="no unfinished upload"
+        lambda: pending_uploads(stack, "blobs/") == [], timeout=30, what="no unfinished upload"
     )
     assert refused
     assert stack.sealed_jobs()[first.pid] == []
@@ -276,13 +286,91 @@ def test_a_worker_paused_past_its_lease_is_fenced_off_when_it_resumes(
     assert_objects_match_rows(stack)
 
 
-# -- SIGTERM -------------------------------------------------------------------------------
+def test_sigterm_stops_a_worker_mid_seal_and_it_hands_its_job_back(
+    stack: ProductionStack, proxy: S3FaultProxy, workers: StartWorker
+) -> None:
+    first = workers(grace=0)
+    # Part 2's first try stalls until the client's timeout: the seal is mid-way when told.
+    proxy.stall(1, 30, when=second_part_of_a_blob(stack))
+    data = os.urandom(LARGE)
+    link = put(stack.base_url, data, headers=ASYNC)
+    wait_until(lambda: running_attempt(stack), timeout=60, interval=0.05, what="a seal")
+    first.terminate()
+    assert first.wait(HANG_GUARD_SECONDS) == 0
+    released = stack.sql("SELECT state, lease_owner, lease_expires_at FROM jobs")
+    uploads_left = pending_uploads(stack, "blobs/")
+    second = workers()
+    wait_ready(stack, link.token, timeout=60)
+    assert [tuple(row) for row in released] == [("queued", None, None)]
+    assert uploads_left == []  # the attempt aborted its own multipart upload
+    assert "stopped" in log_of(stack, first)
+    assert stack.sealed_jobs()[first.pid] == []
+    assert len(stack.sealed_jobs()[second.pid]) == 1
+    assert digest(fetch(link.download_url).body) == digest(data)
+    assert_objects_match_rows(stack)
+
+
+# -- S3 failing for good ------------------------------------------------------------------
+
+
+def test_persistent_s3_errors_fail_the_seal_cleanly_and_leave_nothing_half_written(
+    stack: ProductionStack, proxy: S3FaultProxy, workers: StartWorker
+) -> None:
+    workers(SEALDROP_JOB_MAX_ATTEMPTS="2")
+    proxy.fail(10_000, when=in_bucket(stack.blobs_bucket, writes))
+    link = put(stack.base_url, os.urandom(300_000), headers=ASYNC)
+    wait_until(
+        lambda: link_row(stack, link.token).state == "failed",
+        timeout=HANG_GUARD_SECONDS,
+        interval=0.2,
+        what="the job to fail",
+    )
+    proxy.pass_through()
+    gone = fetch(link.download_url)
+    purge_now(stack)
+    assert gone.status == 410
+    assert proxy.count("error") >= 2
+    assert pending_uploads(stack, "blobs/") == pending_uploads(stack, "staging/") == []
+    assert objects(stack, "staging/") == []
+    assert_objects_match_rows(stack)
+
+
+def test_persistent_s3_errors_on_an_upload_answer_503_and_keep_nothing(
+    stack: ProductionStack, proxy: S3FaultProxy
+) -> None:
+    links_before = stack.sql("SELECT count(*) FROM links")[0][0]
+    proxy.slow_down(10_000, when=in_bucket(stack.staging_bucket, writes))
+    answer = httpx.put(
+        f"{stack.base_url}/refused.bin",
+        content=os.urandom(100_000),
+        timeout=HANG_GUARD_SECONDS,
+        trust_env=False,
+    )
+    proxy.pass_through()
+    purge_now(stack)
+    assert answer.status_code == 503, answer.text
+    assert int(answer.headers["retry-after"]) >= 1
+    assert stack.sql("SELECT count(*) FROM links")[0][0] == links_before
+    assert pending_uploads(stack, "staging/") == []
+    assert objects(stack, "staging/") == []
+
+
+# -- from here on, one worker for the rest of the module --------------------------------
+
+
+@pytest.fixture(scope="module")
+def worker(stack: ProductionStack) -> Iterator[subprocess.Popen[bytes]]:
+    """One worker (concurrency 2) for the tests that only need files sealed. The tests that
+    start and kill workers of their own come first in this file, before it exists."""
+    process = stack.start_worker(concurrency=2)
+    yield process
+    process.terminate()
+    process.wait(30)
 
 
 def test_sigterm_drains_the_api_readiness_first_and_lets_transfers_finish(
-    stack: ProductionStack, workers: StartWorker
+    stack: ProductionStack, worker: subprocess.Popen[bytes]
 ) -> None:
-    workers()
     api = stack.start_api(SEALDROP_DRAIN_SECONDS="2")
     download_data, upload_data = os.urandom(8 * MiB), os.urandom(2 * MiB)
     link = put(api.base_url, download_data)
@@ -339,30 +427,6 @@ def test_sigterm_drains_the_api_readiness_first_and_lets_transfers_finish(
     assert exited < 2 + 3 + 5  # drain, grace, and room for a loaded machine
 
 
-def test_sigterm_stops_a_worker_mid_seal_and_its_job_is_finished_or_released(
-    stack: ProductionStack, proxy: S3FaultProxy, workers: StartWorker
-) -> None:
-    first = workers()
-    proxy.stall(50, 30, when=second_part_of_a_blob(stack))
-    data = os.urandom(LARGE)
-    link = put(stack.base_url, data, headers=ASYNC)
-    wait_until(lambda: running_attempt(stack), timeout=60, interval=0.05, what="a seal")
-    first.terminate()
-    assert first.wait(HANG_GUARD_SECONDS) == 0
-    jobs = stack.sql("SELECT state, lease_owner FROM jobs")
-    assert jobs in ([], [("queued", None)])  # sealed within the grace, or handed back
-    proxy.pass_through()
-    workers()
-    wait_ready(stack, link.token, timeout=60)
-    assert "stopped" in log_of(stack, first)
-    assert digest(fetch(link.download_url).body) == digest(data)
-    wait_until(lambda: stack.pending_writes("blobs/") == [], timeout=30, what="no upload left")
-    assert_objects_match_rows(stack)
-
-
-# -- PostgreSQL and Redis ------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
 class Answer:
     """One request of the load: what it was, what came back, and how long it took."""
@@ -383,7 +447,7 @@ def _load(stack: ProductionStack, link: Uploaded, until: threading.Event) -> lis
                 _one_round(stack, link, client, answers)
             except httpx.HTTPError as exc:
                 answers.append(Answer(f"error: {type(exc).__name__}", 0, None, 0.0))
-            time.sleep(0.02)
+            time.sleep(0.1)
     return answers
 
 
@@ -422,9 +486,8 @@ def _one_round(
 
 
 def test_a_postgres_restart_under_load_costs_quick_503s_and_loses_no_acknowledged_link(
-    stack: ProductionStack, own_pg: PgServer, workers: StartWorker
+    stack: ProductionStack, own_pg: PgServer, worker: subprocess.Popen[bytes]
 ) -> None:
-    worker = workers()
     api_pid = stack.api_pid
     data = os.urandom(100_000)
     link = put(stack.base_url, data)
@@ -459,9 +522,9 @@ def test_a_postgres_restart_under_load_costs_quick_503s_and_loses_no_acknowledge
     assert fetch(link.download_url).body == data
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_redis() -> Iterator[RedisServer]:
-    """A Redis of the test's own, to stop or freeze."""
+    """A Redis of the module's own, to freeze and then to stop."""
     with private_redis() as server:
         yield server
 
@@ -474,12 +537,13 @@ def basic(password: str) -> dict[str, str]:
 REDIS_LIMIT = 3
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def redis_api(stack: ProductionStack, own_redis: RedisServer) -> Iterator[str]:
     """One more API process on `own_redis`, three wrong passwords per client; its URL."""
     api = stack.start_api(
         SEALDROP_REDIS_URL=own_redis.url(),
         SEALDROP_CLIENT_PASSWORD_FAILURES=str(REDIS_LIMIT),
+        SEALDROP_TRUSTED_PROXIES="127.0.0.1",  # each test names its client address
     )
     try:
         yield api.base_url
@@ -487,25 +551,28 @@ def redis_api(stack: ProductionStack, own_redis: RedisServer) -> Iterator[str]:
         api.stop()
 
 
-def _guess_across_links(base_url: str, links: list[Uploaded]) -> list[int]:
-    """One wrong password per link, then the right one on the last: the statuses."""
+def _guess_across_links(base_url: str, links: list[Uploaded], client: str) -> list[int]:
+    """One wrong password per link, then the right one on the last, all from `client`:
+    the statuses."""
     statuses = []
-    for link in links[:-1]:
-        wrong = httpx.get(f"{base_url}/d/{link.token}", headers=basic("wrong"), trust_env=False)
-        statuses.append(wrong.status_code)
-    right = httpx.get(f"{base_url}/d/{links[-1].token}", headers=basic("right"), trust_env=False)
-    return [*statuses, right.status_code]
+    for link, password in [*((link, "wrong") for link in links[:-1]), (links[-1], "right")]:
+        answer = httpx.get(
+            f"{base_url}/d/{link.token}",
+            headers={**basic(password), "X-Forwarded-For": client},
+            trust_env=False,
+        )
+        statuses.append(answer.status_code)
+    return statuses
 
 
-@pytest.mark.parametrize("outage", ["stopped", "frozen"])
+@pytest.mark.parametrize("outage", ["frozen", "stopped"])  # in this order: a stop is for good
 def test_without_redis_downloads_go_on_and_the_password_limit_still_holds(
     stack: ProductionStack,
-    workers: StartWorker,
+    worker: subprocess.Popen[bytes],
     own_redis: RedisServer,
     redis_api: str,
     outage: str,
 ) -> None:
-    workers()
     base_url = redis_api
     data = os.urandom(100_000)
     open_link = put(base_url, data)
@@ -522,7 +589,7 @@ def test_without_redis_downloads_go_on_and_the_password_limit_still_holds(
     try:
         started = time.monotonic()
         download = fetch(f"{base_url}/d/{open_link.token}")
-        statuses = _guess_across_links(base_url, locked)
+        statuses = _guess_across_links(base_url, locked, f"10.66.0.{len(outage)}")
         took = time.monotonic() - started
     finally:
         if outage == "frozen":
@@ -533,15 +600,15 @@ def test_without_redis_downloads_go_on_and_the_password_limit_still_holds(
     assert took < HANG_GUARD_SECONDS / 2
 
 
-# -- S3 faults -----------------------------------------------------------------------------
+# -- S3 failing for a while ---------------------------------------------------------------
 
 
 def test_a_few_s3_errors_and_slowdowns_are_retried_and_the_upload_is_sealed(
-    stack: ProductionStack, proxy: S3FaultProxy, workers: StartWorker
+    stack: ProductionStack, proxy: S3FaultProxy, worker: subprocess.Popen[bytes]
 ) -> None:
-    workers()
-    proxy.fail(2, when=writes)
-    proxy.slow_down(2, when=writes)
+    # As many faults as one call has retries, on the first write and the first read.
+    proxy.fail(1, when=writes)
+    proxy.slow_down(1, when=writes)
     proxy.fail(1, when=object_gets)
     proxy.slow_down(1, when=object_gets)
     data = os.urandom(300_000)
@@ -554,52 +621,9 @@ def test_a_few_s3_errors_and_slowdowns_are_retried_and_the_upload_is_sealed(
     assert_objects_match_rows(stack)
 
 
-def test_persistent_s3_errors_fail_the_seal_cleanly_and_leave_nothing_half_written(
-    stack: ProductionStack, proxy: S3FaultProxy, workers: StartWorker
-) -> None:
-    workers(SEALDROP_JOB_MAX_ATTEMPTS="2")
-    proxy.fail(10_000, when=in_bucket(stack.blobs_bucket, writes))
-    link = put(stack.base_url, os.urandom(300_000), headers=ASYNC)
-    wait_until(
-        lambda: link_row(stack, link.token).state == "failed",
-        timeout=HANG_GUARD_SECONDS,
-        interval=0.2,
-        what="the job to fail",
-    )
-    proxy.pass_through()
-    gone = fetch(link.download_url)
-    purge_now(stack)
-    assert gone.status == 410
-    assert proxy.count("error") >= 2
-    assert stack.pending_writes() == []
-    assert stack.list_objects("staging/") == []
-    assert_objects_match_rows(stack)
-
-
-def test_persistent_s3_errors_on_an_upload_answer_503_and_keep_nothing(
-    stack: ProductionStack, proxy: S3FaultProxy
-) -> None:
-    links_before = stack.sql("SELECT count(*) FROM links")[0][0]
-    proxy.slow_down(10_000, when=in_bucket(stack.staging_bucket, writes))
-    answer = httpx.put(
-        f"{stack.base_url}/refused.bin",
-        content=os.urandom(100_000),
-        timeout=HANG_GUARD_SECONDS,
-        trust_env=False,
-    )
-    proxy.pass_through()
-    purge_now(stack)
-    assert answer.status_code == 503, answer.text
-    assert int(answer.headers["retry-after"]) >= 1
-    assert stack.sql("SELECT count(*) FROM links")[0][0] == links_before
-    assert stack.pending_writes("staging/") == []
-    assert stack.list_objects("staging/") == []
-
-
 def test_an_s3_stall_on_a_download_ends_in_a_retry_not_a_hang(
-    stack: ProductionStack, proxy: S3FaultProxy, workers: StartWorker
+    stack: ProductionStack, proxy: S3FaultProxy, worker: subprocess.Popen[bytes]
 ) -> None:
-    workers()
     data = os.urandom(300_000)
     link = put(stack.base_url, data)
     proxy.stall(1, 30, when=in_bucket(stack.blobs_bucket, object_gets))
@@ -611,9 +635,8 @@ def test_an_s3_stall_on_a_download_ends_in_a_retry_not_a_hang(
 
 
 def test_a_persistent_s3_stall_on_a_download_fails_it_cleanly(
-    stack: ProductionStack, proxy: S3FaultProxy, workers: StartWorker
+    stack: ProductionStack, proxy: S3FaultProxy, worker: subprocess.Popen[bytes]
 ) -> None:
-    workers()
     data = os.urandom(300_000)
     link = put(stack.base_url, data)
     proxy.stall(10_000, 30, when=in_bucket(stack.blobs_bucket, object_gets))
@@ -624,14 +647,13 @@ def test_a_persistent_s3_stall_on_a_download_fails_it_cleanly(
 
 
 def test_an_s3_stall_on_a_seal_is_retried_and_nothing_half_written_is_left(
-    stack: ProductionStack, proxy: S3FaultProxy, workers: StartWorker
+    stack: ProductionStack, proxy: S3FaultProxy, worker: subprocess.Popen[bytes]
 ) -> None:
-    workers()
     proxy.stall(2, 30, when=in_bucket(stack.blobs_bucket, completions))
     data = os.urandom(300_000)
     link = put(stack.base_url, data, headers=ASYNC)
     wait_ready(stack, link.token, timeout=HANG_GUARD_SECONDS)
     assert proxy.count("stall") == 2
     assert fetch(link.download_url).body == data
-    wait_until(lambda: stack.pending_writes("blobs/") == [], timeout=30, what="no upload left")
+    wait_until(lambda: pending_uploads(stack, "blobs/") == [], timeout=30, what="no upload left")
     assert_objects_match_rows(stack)

@@ -19,13 +19,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from app.tokens import token_hash
 from tests.support.production import Backends, ProductionStack, s3_url
 from tests.support.stack import wait_until
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 SOAK = os.environ.get("SEALDROP_SOAK") == "1"
 SEGMENT_LOG2 = 16
@@ -221,10 +224,39 @@ def blob_key(stack: ProductionStack, token: str) -> str:
     return f"blobs/{row.blob_id}"
 
 
+_clients: dict[int, S3Client] = {}
+
+
+def s3_of(stack: ProductionStack) -> S3Client:
+    """One boto3 client of the stack's endpoint, kept (making one takes a few tenths of a
+    second: too slow to poll with)."""
+    return _clients.setdefault(id(stack), stack.s3)
+
+
+def objects(stack: ProductionStack, prefix: str) -> list[str]:
+    """Keys of the objects under `prefix` in the bucket that holds it."""
+    pages = (
+        s3_of(stack)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=stack.bucket_of(prefix), Prefix=prefix)
+    )
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def pending_uploads(stack: ProductionStack, prefix: str) -> list[str]:
+    """Upload ids of the unfinished multipart uploads under `prefix`."""
+    pages = (
+        s3_of(stack)
+        .get_paginator("list_multipart_uploads")
+        .paginate(Bucket=stack.bucket_of(prefix), Prefix=prefix)
+    )
+    return sorted(upload["UploadId"] for page in pages for upload in page.get("Uploads", []))
+
+
 def assert_objects_match_rows(stack: ProductionStack) -> None:
     """Every object under blobs/ has a `blobs` row (nothing half-written is visible)."""
     rows = {f"blobs/{row[0]}" for row in stack.sql("SELECT id FROM blobs")}
-    stray = set(stack.list_objects("blobs/")) - rows
+    stray = set(objects(stack, "blobs/")) - rows
     assert not stray, f"objects with no blobs row: {sorted(stray)}"
 
 
