@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol (httptools) with read deadlines: slow clients are let go.
+"""uvicorn's HTTP/1.1 protocol (httptools) with deadlines: slow clients are let go.
 
 uvicorn times out only idle keep-alive connections. A client that opens a connection and
 trickles its request head a byte every few seconds, or a body far slower than any real
@@ -15,7 +15,10 @@ graph. This protocol bounds every phase of reading a request:
   the client wait does not count: reading paused while the application catches up, or a
   `100 Continue` not yet sent;
 - once the answer is complete, the unread rest of a body gets `header_timeout` seconds
-  more (uvicorn would otherwise read and discard it for as long as the client sends).
+  more (uvicorn would otherwise read and discard it for as long as the client sends);
+- an answer the client stops reading (the socket accepts no byte of it for
+  `send_timeout` seconds) is cut: a stalled download holds a few MiB of buffers, and 100
+  stalled readers held 400 MB until they chose to leave.
 
 The application's own idle timeout (`SEALDROP_BODY_IDLE_TIMEOUT_SECONDS`) still ends an
 upload whose client falls silent. One timer per connection checks the deadlines, only
@@ -57,17 +60,27 @@ class ReadLimits:
 
     header_timeout: float
     body_min_rate: int
+    send_timeout: float = 60.0
     max_head_bytes: int = MAX_HEAD_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReadLimits:
         """The limits `settings` configure."""
-        return cls(settings.header_timeout_seconds, settings.body_min_bytes_per_second)
+        return cls(
+            settings.header_timeout_seconds,
+            settings.body_min_bytes_per_second,
+            settings.send_timeout_seconds,
+        )
 
     @property
     def tick(self) -> float:
         """How often a connection being read checks its deadline."""
         return min(MAX_TICK_SECONDS, self.header_timeout / 4)
+
+    @property
+    def send_tick(self) -> float:
+        """How often a connection whose answer is stuck checks for progress."""
+        return min(MAX_TICK_SECONDS, self.send_timeout / 4)
 
 
 def error_answer(status: int) -> bytes:
@@ -111,6 +124,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: int | None = None
         self._ending = False
         self._tick: asyncio.TimerHandle | None = None
+        self._unsent = 0
+        self._sent_at = 0.0
+        self._send_tick: asyncio.TimerHandle | None = None
 
     # -- uvicorn's hooks ----------------------------------------------------------------
 
@@ -125,9 +141,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the timer with the connection."""
+        """Stop the timers with the connection."""
         self._stop_ticking()
+        self._stop_watching_send()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The answer fills the socket's buffer: from now on, it must keep draining."""
+        super().pause_writing()
+        if self._send_tick is None:
+            self._unsent = self.transport.get_write_buffer_size()
+            self._sent_at = self.loop.time()
+            self._send_tick = self.loop.call_later(self.limits.send_tick, self._check_send)
+
+    def resume_writing(self) -> None:
+        """The buffer drained: nothing to watch."""
+        self._stop_watching_send()
+        super().resume_writing()
 
     def on_message_begin(self) -> None:
         """The first byte of a request: its head's clock starts (a new connection's ran)."""
@@ -227,6 +257,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return False
         self._close(408)
         return True
+
+    def _check_send(self) -> None:
+        self._send_tick = None
+        if self.transport.is_closing() or not self.flow.write_paused:
+            return
+        now, unsent = self.loop.time(), self.transport.get_write_buffer_size()
+        if unsent < self._unsent:
+            self._unsent, self._sent_at = unsent, now
+        elif now - self._sent_at > self.limits.send_timeout:
+            log.debug("cutting an answer %s stopped reading", self.client)
+            # abort, not close: close() would wait for the unsent bytes to go.
+            self.transport.abort()
+            return
+        self._send_tick = self.loop.call_later(self.limits.send_tick, self._check_send)
+
+    def _stop_watching_send(self) -> None:
+        if self._send_tick is not None:
+            self._send_tick.cancel()
+            self._send_tick = None
 
     def _answering(self) -> bool:
         cycle = self.cycle

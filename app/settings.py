@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     body_idle_timeout_seconds: float = 60.0
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     body_min_bytes_per_second: int = Field(default=1024, ge=0)
+    send_timeout_seconds: float = Field(default=60.0, gt=0)
     drain_seconds: float = 0.0
     s3_read_timeout_seconds: float = 60.0
     s3_max_attempts: int = 5
