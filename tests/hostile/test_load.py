@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +31,7 @@ from tests.support.stack import terminate, wait_until
 
 MiB = 1024 * 1024
 LOAD_SECONDS = scaled(35, 300)
-USERS = scaled(6, 8)
+USERS = scaled(6, 6)
 MIN_BYTES, MAX_BYTES = scaled(1_000_000, 1_000_000), scaled(4_000_000, 100_000_000)
 DRAIN_SECONDS = scaled(120, 900)
 SAMPLED_DOWNLOADS = scaled(12, 1000)
@@ -44,6 +46,9 @@ RANGE_ROUNDS = scaled(20, 100)
 # A thousand one-byte ranges are answered with the whole file; what they may cost the
 # server, against a plain GET of the same file: generous, for a shared 2-core machine.
 RANGES_CPU_RATIO = 3.0
+# Each abandoned download must cost well under a whole one: several of them, less than one.
+ABANDONED_FILE_BYTES = 48 * MiB
+ABANDONED_DOWNLOADS = 4
 THOUSAND_RANGES = "bytes=" + ",".join(f"{i}-{i}" for i in range(1000))
 
 
@@ -188,6 +193,33 @@ def test_a_thousand_ranges_cost_about_what_a_plain_get_costs(
 
     print(f"CPU: {RANGE_ROUNDS * 2} plain GETs {plain:.2f} s, with 1000 ranges {many:.2f} s")
     assert many <= RANGES_CPU_RATIO * plain + 0.05, f"{many:.2f} s against {plain:.2f} s"
+
+
+def _abandon_download(base_url: str, path: str) -> None:
+    """Ask for the file, read its first bytes, and hang up."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: sealdrop.test\r\n\r\n".encode())
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_download_abandoned_early_stops_costing_the_server(
+    api: ApiProcess, client: httpx.Client
+) -> None:
+    data = os.urandom(ABANDONED_FILE_BYTES)
+    path = f"/d/{_put(client, data)['token']}"
+    started = cpu_seconds(api.pid)
+    assert client.get(path).content == data
+    whole = cpu_seconds(api.pid) - started
+
+    started = cpu_seconds(api.pid)
+    for _ in range(ABANDONED_DOWNLOADS):
+        _abandon_download(api.base_url, path)
+    time.sleep(2)  # whatever the server still does for them, it does now
+    abandoned = cpu_seconds(api.pid) - started
+
+    print(f"CPU: a whole download {whole:.2f} s, {ABANDONED_DOWNLOADS} abandoned {abandoned:.2f} s")
+    assert abandoned < whole, "abandoned downloads were read and decrypted to their end"
 
 
 def test_an_upload_flood_from_one_client_hits_the_quota_while_another_still_uploads(
