@@ -20,6 +20,8 @@ MAX_FIELDS = 16
 MAX_FIELD_BYTES = 4096
 MAX_HEADER_BYTES = 8192
 FILE_FIELD = "file"
+# The most a form may carry besides the file's bytes: every part's headers and fields.
+MAX_OVERHEAD_BYTES = MAX_FIELDS * (MAX_HEADER_BYTES + MAX_FIELD_BYTES)
 
 
 @dataclass

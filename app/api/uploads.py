@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from app import uploads
 from app.api.deps import ServicesDep, limit_uploads
 from app.api.http import download_url, header_password, share_url, wants_json
-from app.api.multipart import StreamingForm
+from app.api.multipart import MAX_OVERHEAD_BYTES, StreamingForm
 from app.api.openapi import created_answers
 from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut, UploadTooLarge
 from app.filenames import clean_content_type, clean_filename
@@ -56,14 +56,14 @@ ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-async def _body(request: Request, services: Services) -> AsyncIterator[bytes]:
+async def _body(request: Request, services: Services, *, overhead: int = 0) -> AsyncIterator[bytes]:
     """The request body as it arrives; a client that goes silent for too long is dropped.
 
-    A body past the largest upload is refused as it crosses the limit, whatever it holds:
-    a form's padding around a small file counts too.
+    A body past the largest upload (plus the `overhead` a form may add around its file) is
+    refused as it crosses the limit, whatever it holds: a form's padding counts too.
     """
     idle_seconds = services.settings.body_idle_timeout_seconds
-    limit, received = services.settings.max_upload_bytes, 0
+    limit, received = services.settings.max_upload_bytes + overhead, 0
     chunks = request.stream()
     try:
         while True:
@@ -167,8 +167,13 @@ async def put_file(
 )
 async def post_file(request: Request, services: ServicesDep) -> Response:
     """Upload from a form; answers like PUT, waiting for sealing unless asked not to."""
-    uploads.check_declared_size(_declared_size(request), services)
-    form = StreamingForm(request.headers.get("content-type"), _body(request, services))
+    # The body holds the form's own bytes besides the file: a file of exactly the largest
+    # size must still fit. The file alone is held to the limit as it is sealed.
+    declared = _declared_size(request)
+    if declared is not None:
+        uploads.check_declared_size(max(0, declared - MAX_OVERHEAD_BYTES), services)
+    body = _body(request, services, overhead=MAX_OVERHEAD_BYTES)
+    form = StreamingForm(request.headers.get("content-type"), body)
     created = await uploads.receive_upload(
         services, form.file_chunks(), lambda: _form_options(form, services)
     )

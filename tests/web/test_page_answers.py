@@ -5,14 +5,16 @@ code, and the headers that keep the pages safe from what they show.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from app.db.clock import db_now_plus, seconds
+from app.settings import Settings
 from app.web.qr import qr_svg
 from tests.conftest import AppClient
-from tests.support.asgi import upload
+from tests.support.asgi import running_app, upload
 from tests.support.rows import link_row, update_link
 from tests.web.test_csrf import page_token
 
@@ -141,3 +143,19 @@ async def test_assets_are_served_by_sealdrop(client: AppClient, asset: str, kind
     answer = await client.get(f"/static/{asset}")
     assert answer.status_code == 200
     assert answer.headers["content-type"].split(";")[0] == kind
+
+
+async def test_a_file_of_exactly_the_limit_uploads_from_the_page(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # The page lets such a file through; the form's own bytes must not push it over.
+    limit = 100_000
+    async with running_app(make_settings(max_upload_bytes=limit)) as client:
+        answer = await client.post(
+            "/api/v1/links",
+            files={"file": ("exact.bin", bytes(limit))},
+            data={"expires_in": "3600", "password": "p" * 1024},
+            headers={"Accept": "application/json"},
+        )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["size"] == limit
