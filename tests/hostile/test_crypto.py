@@ -177,14 +177,14 @@ def downloads_fail(stored: Stored, segment: int) -> list[Fetched]:
 
 def _flip_positions() -> list[int]:
     """Header fields, and in every segment its first and last ciphertext and tag bytes
-    (under SEALDROP_SOAK=1, every 61st byte of the object too)."""
+    (under SEALDROP_SOAK=1, every 1021st byte of the object too)."""
     positions = {4, 5, 9, 15}  # version, segment size, nonce prefix
     for index in range(SEGMENTS):
         span = segment_span(index)
         tag = span.stop - TAG
         positions |= {span.start, tag - 1, tag, span.stop - 1}
     if SOAK:
-        positions |= set(range(0, SEALED_SIZE, 61))
+        positions |= set(range(0, SEALED_SIZE, 1021))
     return sorted(positions)
 
 

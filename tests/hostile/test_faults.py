@@ -434,6 +434,7 @@ class Answer:
     kind: str
     status: int
     retry_after: str | None
+    started: float
     seconds: float
     token: str | None = None
     data: bytes = b""
@@ -446,7 +447,7 @@ def _load(stack: ProductionStack, link: Uploaded, until: threading.Event) -> lis
             try:
                 _one_round(stack, link, client, answers)
             except httpx.HTTPError as exc:
-                answers.append(Answer(f"error: {type(exc).__name__}", 0, None, 0.0))
+                answers.append(Answer(f"error: {type(exc).__name__}", 0, None, 0.0, 0.0))
             time.sleep(0.1)
     return answers
 
@@ -468,6 +469,7 @@ def _one_round(
             "upload",
             put_answer.status_code,
             put_answer.headers.get("retry-after"),
+            started,
             time.monotonic() - started,
             token,
             data,
@@ -480,6 +482,7 @@ def _one_round(
             "download",
             get_answer.status_code,
             get_answer.headers.get("retry-after"),
+            started,
             time.monotonic() - started,
         )
     )
@@ -502,7 +505,9 @@ def test_a_postgres_restart_under_load_costs_quick_503s_and_loses_no_acknowledge
     for thread in threads:
         thread.start()
     time.sleep(LOAD_SECONDS / 3)
+    restart_began = time.monotonic()
     own_pg.restart()
+    restart_ended = time.monotonic()
     time.sleep(LOAD_SECONDS * 2 / 3)
     stop.set()
     for thread in threads:
@@ -510,6 +515,7 @@ def test_a_postgres_restart_under_load_costs_quick_503s_and_loses_no_acknowledge
     answers = [answer for batch in results for answer in batch]
 
     assert all(not thread.is_alive() for thread in threads)
+    assert any(restart_began <= a.started <= restart_ended for a in answers)  # load met it
     assert {a.status for a in answers} <= {200, 201, 202, 503}, {a.status for a in answers}
     assert all(a.retry_after for a in answers if a.status == 503)
     assert max(a.seconds for a in answers) < 20
