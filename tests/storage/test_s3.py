@@ -64,8 +64,10 @@ async def test_writer_holds_at_most_two_parts_in_memory(store: S3Store, key_pref
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # Two parts, plus the slack a growing bytearray allocates (1/8) and a little more.
-    assert peak < 2 * MIN_PART_BYTES * 9 // 8 + 4 * MIB
+    # Two parts (one filling, one in flight) plus the copy of the part botocore may hold
+    # while it signs and sends it, and a little slack: a constant, far below the 40 MiB
+    # written, whatever the object's size.
+    assert peak < 3 * MIN_PART_BYTES + 4 * MIB
 
 
 async def test_read_of_a_large_object_holds_one_chunk_at_a_time(
