@@ -12,8 +12,8 @@ graph. This protocol bounds every phase of reading a request:
   otherwise 408 (or 431) and the connection is closed;
 - a body must arrive at `body_min_rate` bytes per second on average after a grace of
   `header_timeout` seconds (the rule of Apache's mod_reqtimeout). Time the server makes
-  the client wait does not count: reading paused while the application catches up, or a
-  `100 Continue` not yet sent;
+  the client wait does not count: reading paused while the application catches up, a
+  `100 Continue` not yet sent, or an event loop too busy to check on time;
 - once the answer is complete, the unread rest of a body gets `header_timeout` seconds
   more (uvicorn would otherwise read and discard it for as long as the client sends);
 - an answer the client stops reading (the socket accepts no byte of it for
@@ -120,6 +120,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._body_bytes = 0
         self._held_seconds = 0.0
+        self._checked_at = 0.0
         self._linger_until: float | None = None
         self._refusal: int | None = None
         self._ending = False
@@ -209,7 +210,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _begin(self, phase: Phase) -> None:
         self._phase = phase
-        self._since = self.loop.time()
+        self._since = self._checked_at = self.loop.time()
         self._body_bytes = 0
         self._held_seconds = 0.0
         self._linger_until = None
@@ -234,20 +235,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._phase == "idle":
             return
         now = self.loop.time()
+        self._credit_server_time(now)
         if self._phase == "head":
-            if self._answering():
-                # A pipelined request waits for the answer before it: not the client's delay.
-                self._since = now
-            elif now - self._since > self.limits.header_timeout:
+            if now - self._since - self._held_seconds > self.limits.header_timeout:
                 self._close(408 if self._head_bytes else None)
                 return
         elif self._body_too_slow(now):
             return
         self._tick = self.loop.call_later(self.limits.tick, self._check)
 
-    def _body_too_slow(self, now: float) -> bool:
+    def _credit_server_time(self, now: float) -> None:
+        """Time the server kept the client waiting does not count against the client."""
+        elapsed, self._checked_at = now - self._checked_at, now
         if self._server_holds_client():
-            self._held_seconds += self.limits.tick
+            self._held_seconds += elapsed
+        else:
+            # A check that runs late means a busy event loop (whose reads of the client's
+            # bytes were late too), not a slow client.
+            self._held_seconds += max(0.0, elapsed - self.limits.tick)
+
+    def _body_too_slow(self, now: float) -> bool:
         allowed = self.limits.header_timeout + self._held_seconds
         if self.limits.body_min_rate > 0:
             allowed += self._body_bytes / self.limits.body_min_rate
@@ -282,7 +289,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return cycle is not None and cycle.response_started and not cycle.response_complete
 
     def _server_holds_client(self) -> bool:
+        """Reading paused while the application catches up, a `100 Continue` not yet
+        sent, or a pipelined request waiting for the answer before it."""
         cycle = self.cycle
+        if self._phase == "head":
+            return self._answering()
         waiting = cycle is not None and cycle.waiting_for_100_continue
         return bool(self.flow.read_paused or waiting)
 
