@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench import cases as bench_cases
 from bench.cases import Files, NginxCases, Sample, SealdropCases, make_files
@@ -198,37 +199,42 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
 
 
 def main() -> None:
-    """Run the modes asked for, print the tables, write the JSON file."""
+    """Run the modes asked for; print each mode's table and save it as soon as it is done."""
     options = _options()
     ensure_tools()
     about = machine()
+    print(", ".join(f"{k}: {v}" for k, v in about.items()), flush=True)
     work = Path(tempfile.mkdtemp(prefix="sealdrop-bench-", dir=TMPFS))
-    report: dict[str, object] = {
-        "machine": about,
-        "quick": options.quick,
-        "size_bytes": options.size,
-        "rounds": options.rounds,
-    }
     try:
         files = make_files(work / "files", options.size)
-        everything = []
         for mode in options.modes:
             runner = run_embedded if mode == "embedded" else run_production
-            everything.append(runner(work, files, options))
+            results = runner(work, files, options)
+            print(f"\n## {results.mode}: {options.size >> 20} MiB, {options.rounds} rounds\n")
+            print(format_table(results))
+            print()
+            print(format_targets(results), flush=True)
+            _save(options, about, results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print()
-    print(", ".join(f"{k}: {v}" for k, v in about.items()))
-    print(f"file {options.size >> 20} MiB, {options.rounds} rounds")
-    for results in everything:
-        print(f"\n## {results.mode}\n")
-        print(format_table(results))
-        print()
-        print(format_targets(results))
-    report["modes"] = [r.as_dict() for r in everything]
-    options.json.parent.mkdir(parents=True, exist_ok=True)
-    options.json.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     print(f"\nwritten to {options.json}")
+
+
+def _save(options: argparse.Namespace, about: dict[str, str], results: Results) -> None:
+    """Write this mode into the JSON file, keeping the other modes' last results."""
+    saved: dict[str, Any] = {}
+    if options.json.exists():
+        earlier = json.loads(options.json.read_text()).get("modes")
+        saved = earlier if isinstance(earlier, dict) else {}
+    saved[results.mode] = {
+        "machine": about,
+        "size_bytes": options.size,
+        "rounds": options.rounds,
+        **results.as_dict(),
+    }
+    options.json.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"modes": saved}, indent=1, ensure_ascii=False)
+    options.json.write_text(text + "\n")
 
 
 if __name__ == "__main__":

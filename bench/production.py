@@ -8,6 +8,7 @@ run gets its own database, Redis key prefix and buckets, and removes them at the
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ def backends() -> Iterator[Backends]:
     """PostgreSQL, Redis and Ceph S3 for one run, each removed (or left as found) after."""
     with ExitStack() as cleanup:
         ceph_dir = Path(tempfile.mkdtemp(prefix="bench-ceph-"))
+        cleanup.callback(shutil.rmtree, ceph_dir, ignore_errors=True)
         s3_env = _start_ceph(ceph_dir)
         cleanup.callback(s3_support.stop_ceph, ceph_dir)
         blobs = s3_support.create_bucket(s3_env, "bench-blobs")
