@@ -4,8 +4,9 @@ Counters live in Redis (shared by every pod; INCR with an expiry set when the wi
 and fall back to counters in this process whenever Redis fails, so a limit is never
 silently off; this process counts alongside Redis all the time, so its fallback count is
 warm. Password attempts are counted before their hash is computed, and right ones given
-back, so parallel guesses cannot all pass one check. The client address is `request.client.host`, which uvicorn takes from
-`X-Forwarded-For` only when the connection comes from `SEALDROP_TRUSTED_PROXIES`.
+back, so parallel guesses cannot all pass one check. The client address is
+`request.client.host`, which uvicorn takes from `X-Forwarded-For` only when the connection
+comes from `SEALDROP_TRUSTED_PROXIES`.
 """
 
 from __future__ import annotations
