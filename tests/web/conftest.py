@@ -3,8 +3,8 @@
 One browser and two servers serve the whole directory (starting them is most of the
 cost) and stop when it is done; each test gets a fresh browser context, so no cookie or
 download crosses tests. `server` runs the in-process worker; `idle_server` has none, so
-its links stay pending until a test starts a worker. Every browser test ends by checking that its page logged
-no error and violated no Content-Security-Policy.
+its links stay pending until a test starts a worker. Every browser test ends by checking
+that its page logged no error and violated no Content-Security-Policy.
 """
 
 from __future__ import annotations
