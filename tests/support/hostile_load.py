@@ -23,6 +23,7 @@ from tests.support.stack import REPO, read_status
 LOCUST = Path(sys.executable).with_name("locust")
 LOCUSTFILE = REPO / "bench" / "locustfile.py"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+STOP_TIMEOUT_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -69,26 +70,36 @@ def run_locust(
         "--run-time",
         f"{seconds}s",
         "--stop-timeout",
-        "60",
+        str(STOP_TIMEOUT_SECONDS),
         "--host",
         base_url,
         "--only-summary",
         "--loglevel",
         "WARNING",
     ]
-    run = subprocess.run(
-        command,
-        cwd=results.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=seconds + 180,
-        check=False,
-    )
+    try:
+        run = subprocess.run(
+            command,
+            cwd=results.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            # The run, the users' grace to finish a request, and room for a loaded machine.
+            timeout=seconds + STOP_TIMEOUT_SECONDS + 300,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as timeout:
+        raise AssertionError(f"locust did not stop: {_text(timeout.stdout)[-8000:]}") from None
     output = run.stdout[-8000:] + run.stderr[-8000:]
     assert results.exists(), f"locust left no report (exit {run.returncode}):\n{output}"
     data = json.loads(results.read_text())
     return LoadReport(**data, output=output)
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 def cpu_seconds(pid: int) -> float:
