@@ -36,7 +36,7 @@ TRICKLE_SECONDS = 1.0
 SEND_TIMEOUT = 3.0
 # Larger than what the kernel's socket buffers absorb, so a reader that stops reading
 # leaves the server with unsent bytes.
-DOWNLOAD_BYTES = 24 * 1024 * 1024
+DOWNLOAD_BYTES = 16 * 1024 * 1024
 STALLED_READERS = scaled(20, 200)
 ATTACKERS = scaled(200, 1000)
 # The attack gets an API of its own whose header timeout outlasts the well-behaved
