@@ -46,6 +46,11 @@ PRODUCTION_RATIOS = [
     Ratio("unknown token, cache warm", "unknown token, cache off", 3.0),
 ]
 
+MODES = {
+    "embedded": (EMBEDDED_RATIOS, Limits(small_latency_ms=30)),
+    "production": (PRODUCTION_RATIOS, Limits(small_latency_ms=100)),
+}
+
 
 def _options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -55,6 +60,7 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--modes", help="embedded,production (default: full both, quick embedded)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 5 GiB memory case")
     parser.add_argument("--json", type=Path, help="where to write the results")
+    parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
     options = parser.parse_args()
     options.size = (options.size_mib or (128 if options.quick else 1024)) << 20
     options.rounds = options.rounds or (3 if options.quick else 7)
@@ -102,7 +108,7 @@ def _sealdrop_runs(
 
 def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Results:
     """nginx and the embedded Sealdrop, on tmpfs."""
-    results = Results("embedded", EMBEDDED_RATIOS, Limits(small_latency_ms=30))
+    results = Results("embedded", *MODES["embedded"])
     nginx = Nginx(work / "nginx", files.big.parent)
     stack = Embedded(work / "embedded")
     cache_off = Embedded(work / "embedded-nocache", NO_CACHE)
@@ -161,7 +167,7 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
     from bench.production import S3Cases, backends
     from bench.stacks import Backends
 
-    results = Results("production", PRODUCTION_RATIOS, Limits(small_latency_ms=100))
+    results = Results("production", *MODES["production"])
     with backends() as found:
         stack = Production(work / "production", found)
         no_redis = Backends(
@@ -172,7 +178,8 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
             found.s3_env,
             found.master_keys,
         )
-        cache_off = Production(work / "production-nocache", no_redis, NO_CACHE)
+        # The twin only answers lookups: a worker of its own would take the main stack's jobs.
+        cache_off = Production(work / "production-nocache", no_redis, NO_CACHE, worker=False)
         references = S3Cases(dict(found.s3_env), found.blobs_url, files)
         started: list[Stack] = []
         try:
@@ -201,6 +208,9 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
 def main() -> None:
     """Run the modes asked for; print each mode's table and save it as soon as it is done."""
     options = _options()
+    if options.from_json:
+        _print_saved(options.from_json)
+        return
     ensure_tools()
     about = machine()
     print(", ".join(f"{k}: {v}" for k, v in about.items()), flush=True)
@@ -220,6 +230,20 @@ def main() -> None:
     print(f"\nwritten to {options.json}")
 
 
+def _print_saved(path: Path) -> None:
+    """Print the tables of a results file again (with the targets as they are now)."""
+    for mode, saved in json.loads(path.read_text())["modes"].items():
+        ratios, limits = MODES[mode]
+        results = Results.from_dict(saved, ratios, limits)
+        about = ", ".join(f"{k}: {v}" for k, v in saved["machine"].items())
+        size, rounds = saved["size_bytes"] >> 20, len(saved["rounds"])
+        print(f"## {mode}: {size} MiB, {rounds} rounds\n\n{about}\n")
+        print(format_table(results))
+        print()
+        print(format_targets(results))
+        print()
+
+
 def _save(options: argparse.Namespace, about: dict[str, str], results: Results) -> None:
     """Write this mode into the JSON file, keeping the other modes' last results."""
     saved: dict[str, Any] = {}
@@ -229,7 +253,6 @@ def _save(options: argparse.Namespace, about: dict[str, str], results: Results) 
     saved[results.mode] = {
         "machine": about,
         "size_bytes": options.size,
-        "rounds": options.rounds,
         **results.as_dict(),
     }
     options.json.parent.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,19 @@ class Sample:
         }
 
 
+def sample_from_dict(data: dict[str, Any]) -> Sample:
+    """A sample back from its JSON form (`Sample.as_dict`), memory to 0.1 MiB."""
+    usage = {
+        name: Usage(
+            cpu_seconds=p["cpu_s"],
+            idle_rss=round(p["idle_rss_mib"] * 2**20),
+            peak_rss=round(p["peak_rss_mib"] * 2**20),
+        )
+        for name, p in data["processes"].items()
+    }
+    return Sample(data["case"], data["value"], data["unit"], data["bytes"], usage)
+
+
 @contextmanager
 def measured(probes: list[Probe], usage: dict[str, Usage]) -> Any:
     """Fill `usage` with what each probed process used during the block."""

@@ -107,7 +107,14 @@ class Production(Stack):
 
     name = "production"
 
-    def __init__(self, root: Path, backends: Backends, env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        backends: Backends,
+        env: Mapping[str, str] | None = None,
+        *,
+        worker: bool = True,
+    ) -> None:
         settings = {
             "SEALDROP_WORKER": "off",
             "SEALDROP_DATABASE_URL": backends.database_url,
@@ -120,12 +127,15 @@ class Production(Stack):
         if backends.redis_url:
             settings["SEALDROP_REDIS_URL"] = backends.redis_url
         super().__init__(root, {**settings, **(env or {})})
+        self.with_worker = worker
         self.worker_metrics_port = free_port()
 
     def start(self) -> None:
-        """Migrate, then start the API and one worker."""
+        """Migrate, then start the API and (unless asked not to) one worker."""
         self.run("migrate")
         super().start()
+        if not self.with_worker:
+            return
         worker = self._spawn(
             "worker",
             "worker",
