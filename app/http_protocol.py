@@ -103,7 +103,8 @@ class _HeadTooLarge(Exception):
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol that closes connections whose requests arrive too slowly."""
+    """HttpToolsProtocol that closes connections whose requests arrive too slowly, or
+    whose answers are not read."""
 
     limits: ClassVar[ReadLimits]
 
@@ -127,6 +128,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._tick: asyncio.TimerHandle | None = None
         self._unsent = 0
         self._sent_at = 0.0
+        self._send_checked_at = 0.0
         self._send_tick: asyncio.TimerHandle | None = None
 
     # -- uvicorn's hooks ----------------------------------------------------------------
@@ -152,7 +154,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().pause_writing()
         if self._send_tick is None:
             self._unsent = self.transport.get_write_buffer_size()
-            self._sent_at = self.loop.time()
+            self._sent_at = self._send_checked_at = self.loop.time()
             self._send_tick = self.loop.call_later(self.limits.send_tick, self._check_send)
 
     def resume_writing(self) -> None:
@@ -270,6 +272,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or not self.flow.write_paused:
             return
         now, unsent = self.loop.time(), self.transport.get_write_buffer_size()
+        # As for reads: a check that runs late means a busy event loop, not a stuck client.
+        self._sent_at += max(0.0, now - self._send_checked_at - self.limits.send_tick)
+        self._send_checked_at = now
         if unsent < self._unsent:
             self._unsent, self._sent_at = unsent, now
         elif now - self._sent_at > self.limits.send_timeout:
