@@ -59,6 +59,7 @@ class LinkView:
     expires_at: datetime
     state: str
     blob: BlobRef | None
+    locked_for: float = 0.0  # seconds the password lock still runs, by the database clock
 
     @property
     def realm(self) -> str:
@@ -87,7 +88,7 @@ async def resolve(services: Services, token: str) -> LinkView:
     async with services.sessions() as session:
         row = (
             await session.execute(
-                select(Link, Blob, (Link.expires_at > db_now()).label("alive"))
+                select(Link, Blob, (Link.expires_at > db_now()).label("alive"), db_now())
                 .outerjoin(Blob, Blob.id == Link.blob_id)
                 .where(Link.token_hash == hashed)
             )
@@ -95,18 +96,22 @@ async def resolve(services: Services, token: str) -> LinkView:
     if row is None:
         await services.cache.put(hashed, 404)
         raise LinkNotFound()
-    link, blob, alive = row
+    link, blob, alive, now = row
     if not alive or link.state in ("deleted", "failed") or link.purged_at is not None:
         await services.cache.put(hashed, 410)
         raise LinkGone()
     if link.max_downloads is not None and link.download_count >= link.max_downloads:
         await services.cache.put(hashed, 410)
         raise LinkGone("this link has been downloaded as many times as allowed")
-    return _view(link, blob)
+    return _view(link, blob, now)
 
 
-def _view(link: Link, blob: Blob | None) -> LinkView:
+def _view(link: Link, blob: Blob | None, now: datetime) -> LinkView:
+    locked_for = 0.0
+    if link.locked_until is not None:
+        locked_for = max(0.0, (as_utc(link.locked_until) - as_utc(now)).total_seconds())
     return LinkView(
+        locked_for=locked_for,
         id=link.id,
         token_hash=link.token_hash,
         filename=link.filename or "file",
@@ -146,8 +151,10 @@ async def authorize(
     """
     if link.password_hash is None:
         return
+    if link.locked_for > 0:
+        # Known locked from the row just read: no further query, no hash (floods are cheap).
+        raise TooManyAttempts(retry_after=int(link.locked_for) + 1)
     if password is None:
-        await _refuse_if_locked(services, link)
         raise PasswordRequired(link.realm)
     if client is not None:
         await services.limits.take_password_attempt(client)
