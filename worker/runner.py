@@ -137,10 +137,11 @@ class Worker:
             await self._retry(job, f"{type(error).__name__}: {error}")
             return
         if await queue.finish(services, job, blob):
+            # Sealed once the commit lands; the log says so before anything else can stall.
+            log.info("job %s sealed (attempt %d)", job.id, job.attempt)
             # The waiting uploader hears first; removing the staged copy is not its business.
             await services.notifier.link_settled(job.link_id)
             await services.staging.delete(f"staging/{job.id}")
-            log.info("job %s sealed (attempt %d)", job.id, job.attempt)
         else:
             log.warning("job %s: commit refused (link deleted or lease lost)", job.id)
 
