@@ -52,7 +52,7 @@ from tests.support.services import (
 SEALDROP = (sys.executable, "-c", "from app.cli import main; main()")
 WEED = Path(sys.executable).parent / "weed"
 IMAGE_HEALTHCHECK = "/opt/sealdrop/healthcheck.py"
-START_TIMEOUT_SECONDS = 60.0
+START_TIMEOUT_SECONDS = 180.0  # generous: a loaded 2-core box starts Python slowly
 # SeaweedFS listens on several ports; each gets a free one (its defaults may be taken).
 WEED_PORT_FLAGS = (
     "-master.port",
