@@ -62,12 +62,16 @@ def _start_ceph(directory: Path) -> dict[str, str]:
     # small answer written in two parts waits for the client's delayed ACK (about 40 ms
     # on every GET and CreateMultipartUpload here, which would swamp small files). Deleted
     # data is reclaimed after 10 s rather than 60 s: the OSD keeps it in RAM meanwhile, and
-    # every round deletes a few GiB.
+    # every round deletes a few GiB. On a machine shared with heavy jobs the OSD's threads
+    # can starve for minutes; it must wait, not abort itself (its data is only in RAM).
     port = free_port()
     gateway = (
         f"rgw frontends = beast endpoint=127.0.0.1:{port} tcp_nodelay=1\n"
         "rgw gc obj min wait = 10\n"
-        "rgw gc processor period = 10"
+        "rgw gc processor period = 10\n"
+        "[osd]\n"
+        "osd op thread suicide timeout = 0\n"
+        "osd heartbeat grace = 600"
     )
     settings = {
         "CEPH_S3_PORT": str(port),
