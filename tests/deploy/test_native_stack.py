@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -204,7 +205,31 @@ def weed_command(s3_service: Obj, root: Path, s3_port: int) -> list[str]:
     }
     args = [rewritten.get(arg, arg) for arg in s3_service["command"]]
     (root / "s3").mkdir()
-    return [str(WEED), *args, *(f"{flag}={free_port()}" for flag in WEED_PORT_FLAGS)]
+    ports = ports_outside_ephemeral_range(len(WEED_PORT_FLAGS))
+    return [
+        str(WEED),
+        *args,
+        *(f"{flag}={port}" for flag, port in zip(WEED_PORT_FLAGS, ports, strict=True)),
+    ]
+
+
+def ports_outside_ephemeral_range(count: int) -> list[int]:
+    """Distinct free ports below the kernel's ephemeral range.
+
+    SeaweedFS opens connections between its own parts while it starts; a port picked from
+    the ephemeral range (port 0) can be taken as the local end of one of those before the
+    part meant to listen on it binds it ("address already in use").
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = secrets.choice(range(20_000, min(low, 32_768)))
+        if port in chosen:
+            continue
+        with contextlib.suppress(OSError), socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+            chosen.append(port)
+    return chosen
 
 
 @pytest.fixture
