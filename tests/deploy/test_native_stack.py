@@ -44,7 +44,6 @@ from tests.support.services import (
     RedisServer,
     database,
     delete_prefix,
-    free_port,
     running_postgres,
     running_redis,
     unique_prefix,
@@ -142,7 +141,8 @@ def wait_for(check: Callable[[], bool], what: str, process: subprocess.Popen[byt
         if process.poll() is not None:
             pytest.fail(f"{what}: the process exited with {process.returncode}")
         if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not ready after {START_TIMEOUT_SECONDS:.0f} s")
+            tail = LOGS[process.pid].read_text(errors="replace")[-3000:]
+            pytest.fail(f"{what}: not ready after {START_TIMEOUT_SECONDS:.0f} s; its log:\n{tail}")
         time.sleep(0.2)
 
 
@@ -160,6 +160,9 @@ def log_tail(path: Path) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
 
 
+LOGS: dict[int, Path] = {}  # a started process's log, shown when it never becomes ready
+
+
 @contextlib.contextmanager
 def started(
     argv: list[str], env: dict[str, str], log: Path, *, stop: signal.Signals = signal.SIGTERM
@@ -167,6 +170,7 @@ def started(
     """A process for the block, its output in `log`; `stop` (then SIGKILL) afterwards."""
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    LOGS[process.pid] = log
     try:
         yield process
     finally:
@@ -239,7 +243,8 @@ def native(tmp_path: Path) -> Iterator[Native]:
     with running_postgres() as server, database(server) as db, running_redis() as redis:
         prefix = unique_prefix()
         try:
-            yield Native(tmp_path, free_port(), free_port(), db, redis, prefix, dotenv())
+            s3_port, api_port = ports_outside_ephemeral_range(2)
+            yield Native(tmp_path, s3_port, api_port, db, redis, prefix, dotenv())
         finally:
             delete_prefix(redis, prefix)
 
