@@ -98,8 +98,9 @@ class Native:
         """Compose's service addresses and in-image paths, as they are here."""
         value = value.replace("//redis:6379", f"//127.0.0.1:{self.redis.port}")
         value = value.replace("//s3:8333", f"//127.0.0.1:{self.s3_port}")
-        value = value.replace(IMAGE_HEALTHCHECK, str(REPO / "docker" / "healthcheck.py"))
-        return value.replace("/tmp/", f"{self.root}/tmp/")
+        # The in-image /tmp first: the repository itself may live under /tmp (a CI clone).
+        value = value.replace("/tmp/", f"{self.root}/tmp/")
+        return value.replace(IMAGE_HEALTHCHECK, str(REPO / "docker" / "healthcheck.py"))
 
     def database_url(self, url: str) -> str:
         """Compose's URL (its driver and all) pointed at this run's own database."""
