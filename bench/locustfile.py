@@ -9,6 +9,8 @@ then checks the queue drained and the uploads download byte-identical. Only loop
 addresses are ever a target of it. Settings, from the environment:
 
 - `LOAD_MIN_BYTES`, `LOAD_MAX_BYTES`: upload sizes (default 1 MB to 4 MB);
+- `LOAD_BUDGET_BYTES`: how much the run uploads in all (default 1 GB); past it, the
+  other requests go on (a test S3 server that keeps objects in memory must not fill up);
 - `LOAD_PASSWORD_LINK`: a protected link (token) the wrong passwords go to (none: no
   password guessing);
 - `LOAD_CLIENT_ADDRESS`: sent as `X-Forwarded-For` (the API trusts it from loopback when
@@ -42,6 +44,7 @@ MAX_BYTES = int(os.environ.get("LOAD_MAX_BYTES", str(4_000_000)))
 CLIENT_ADDRESS = os.environ.get("LOAD_CLIENT_ADDRESS", "")
 PASSWORD_LINK = os.environ.get("LOAD_PASSWORD_LINK", "")
 RESULTS = os.environ.get("LOAD_RESULTS", "")
+BUDGET_BYTES = int(os.environ.get("LOAD_BUDGET_BYTES", str(1_000_000_000)))
 TIMEOUT_SECONDS = 600
 STREAM_ABOVE = 8_000_000
 
@@ -49,6 +52,7 @@ _lock = threading.Lock()
 _uploads: list[dict[str, Any]] = []
 _answers: Counter[str] = Counter()
 _problems: list[str] = []
+_spent = [0]
 
 
 def block(seed: int, index: int) -> bytes:
@@ -69,6 +73,15 @@ def _blocks(seed: int, size: int, digest: Any) -> Iterator[bytes]:
         chunk = content(seed, start, min(size, start + BLOCK))
         digest.update(chunk)
         yield chunk
+
+
+def _spend(size: int) -> bool:
+    """Take `size` bytes from the run's upload budget; False once it is spent."""
+    with _lock:
+        if _spent[0] + size > BUDGET_BYTES:
+            return False
+        _spent[0] += size
+        return True
 
 
 def _record(kind: str, status: int, expected: bool, detail: str = "") -> None:
@@ -97,6 +110,8 @@ class Visitor(HttpUser):
         """PUT a file of a random size; half of them do not wait for sealing. Large ones
         stream (chunked), made block by block, so no user stalls the others for long."""
         seed, size = secrets.randbits(48), random.randint(MIN_BYTES, MAX_BYTES)
+        if not _spend(size):
+            return
         digest = hashlib.sha256()
         data = _blocks(seed, size, digest) if size > STREAM_ABOVE else content(seed, 0, size)
         if isinstance(data, bytes):
