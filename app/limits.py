@@ -55,11 +55,6 @@ class MemoryCounters:
         self._max = max_keys
         self._windows: dict[str, tuple[float, int]] = {}
 
-    def peek(self, key: str, seconds: int) -> Count:
-        """The current count without adding to it."""
-        closes, events = self._current(key, seconds)
-        return Count(events, _remaining(closes))
-
     def add(self, key: str, seconds: int) -> Count:
         """Count one event and return the new count."""
         closes, events = self._current(key, seconds)
@@ -145,7 +140,7 @@ class ClientLimits:
         # flood), the fallback goes on from what this process has seen, not from zero.
         local = self.memory.add(key, window.seconds)
         try:
-            return await self._in_redis(key, window.seconds, add=True)
+            return await self._add_in_redis(key, window.seconds)
         except RedisDown:
             return local
 
@@ -161,22 +156,19 @@ class ClientLimits:
 
         await self._redis.run("limit_take_back", take_back)
 
-    async def _in_redis(self, key: str, seconds: int, *, add: bool) -> Count:
+    async def _add_in_redis(self, key: str, seconds: int) -> Count:
         if self._redis is None:
             raise RedisDown()
         full_key = self._redis.key(key)
 
         async def count(client: Redis) -> list[Any]:
-            # One round trip; adding is a transaction, so the window's expiry is set with
-            # its first event and never missing (a key without one would block forever).
-            async with client.pipeline(transaction=add) as pipe:
-                if add:
-                    pipe.set(full_key, 0, ex=seconds, nx=True)
-                    pipe.incr(full_key)
-                else:
-                    pipe.get(full_key)
+            # One round trip, as a transaction, so the window's expiry is set with its first
+            # event and never missing (a key without one would block forever).
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set(full_key, 0, ex=seconds, nx=True)
+                pipe.incr(full_key)
                 pipe.ttl(full_key)
                 return await pipe.execute()
 
-        *_, events, ttl = await self._redis.run("limit_add" if add else "limit_peek", count)
+        *_, events, ttl = await self._redis.run("limit_add", count)
         return Count(int(events or 0), max(1, int(ttl)))
