@@ -36,7 +36,6 @@ class ClaimedJob:
     staging_key_id: str
     staging_wrapped_key: bytes
     size: int
-    sha256: bytes
     previous_blob_id: str | None
     previous_upload_id: str | None
 
@@ -108,9 +107,7 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         ).first()
         if claimed is None:
             return None
-        link = (
-            await session.execute(select(Link.size, Link.sha256).where(Link.id == claimed.link_id))
-        ).one()
+        link = (await session.execute(select(Link.size).where(Link.id == claimed.link_id))).one()
     waited = as_utc(candidate.now) - as_utc(candidate.run_after)
     metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, waited.total_seconds()))
     return ClaimedJob(
@@ -122,7 +119,6 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         staging_key_id=claimed.staging_key_id or "",
         staging_wrapped_key=claimed.staging_wrapped_key or b"",
         size=link.size or 0,
-        sha256=link.sha256 or b"",
         previous_blob_id=candidate.attempt_blob_id,
         previous_upload_id=candidate.attempt_upload_id,
     )
