@@ -36,14 +36,22 @@ log = logging.getLogger("sealdrop.api")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+def _path(request: Request) -> str:
+    # The scope's path, not `request.url.path`: building the whole URL (host, port, query)
+    # cost a tenth of an unknown token's answer, and only the path's start matters here.
+    path: str = request.scope["path"]
+    return path
+
+
 def error_response(
     request: Request, status: int, message: str, headers: dict[str, str]
 ) -> Response:
     """The error body in the form the client reads best."""
     headers = {**NO_STORE, **headers}
-    if request.url.path.startswith("/s/"):
+    path = _path(request)
+    if path.startswith("/s/"):
         headers["Vary"] = "Accept"  # a page for browsers, a line of text for curl
-    if request.url.path.startswith("/api/") or wants_json(request):
+    if path.startswith("/api/") or wants_json(request):
         return JSONResponse({"error": message, "status": status}, status, headers=headers)
     renderer = getattr(request.app.state, "render_error_page", None)
     if renderer is not None and request.method in ("GET", "POST"):
@@ -56,7 +64,7 @@ def error_response(
 def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
     headers: dict[str, str] = {}
     if isinstance(error, PasswordRequired):
-        if request.url.path.startswith("/api/"):
+        if _path(request).startswith("/api/"):
             headers["WWW-Authenticate"] = f'SealdropPassword realm="{error.realm}"'
         else:
             headers["WWW-Authenticate"] = f'Basic realm="{error.realm}", charset="UTF-8"'
@@ -75,7 +83,7 @@ def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
 async def _domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, SealdropError)
     if error.status >= 500 and not isinstance(error, NotReady | Unavailable):
-        log.error("%s %s: %s", request.method, request.url.path.split("/")[1], error.message)
+        log.error("%s %s: %s", request.method, _path(request).split("/")[1], error.message)
     return error_response(request, error.status, error.message, _headers_for(request, error))
 
 
@@ -105,11 +113,9 @@ async def _database_error(request: Request, error: Exception) -> Response:
     # A database that restarts or is unreachable is a 503 the client may retry, not a bug;
     # pool_pre_ping reconnects once it is back. Any other database error is a bug: a 500.
     if _is_connection_problem(error):
-        log.warning("%s %s: database unavailable", request.method, request.url.path.split("/")[1])
+        log.warning("%s %s: database unavailable", request.method, _path(request).split("/")[1])
         return await _domain_error(request, Unavailable())
-    log.error(
-        "%s %s: database error", request.method, request.url.path.split("/")[1], exc_info=error
-    )
+    log.error("%s %s: database error", request.method, _path(request).split("/")[1], exc_info=error)
     return error_response(request, 500, "internal error", {})
 
 
@@ -117,7 +123,7 @@ async def _storage_error(request: Request, error: Exception) -> Response:
     # Object storage failing, throttling or stalling (after the client's own retries) is a
     # 503 the client may retry, like a database outage. A missing object is no outage.
     assert isinstance(error, StorageError)
-    where = f"{request.method} {request.url.path.split('/')[1]}"
+    where = f"{request.method} {_path(request).split('/')[1]}"
     if isinstance(error, ObjectMissing):
         log.error("%s: a stored object is missing: %s", where, error)
         return await _domain_error(request, BlobCorrupted())

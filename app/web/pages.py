@@ -184,8 +184,10 @@ def render_error_page(
     request: Request, status: int, message: str, headers: dict[str, str]
 ) -> Response | None:
     """A small page for errors on page routes; None for routes that answer in text."""
-    path = request.url.path
-    if not (path == "/" or path.startswith(("/s/", "/d/"))) or not wants_html(request):
+    if not wants_html(request):
+        return None
+    path: str = request.scope["path"]
+    if not (path == "/" or path.startswith(("/s/", "/d/"))):
         return None
     context = {
         "status": status,
