@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import FileChooser, Page, Route, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import func, select
 
 from app.db.models import Link
@@ -90,7 +91,9 @@ async def test_result_shows_the_qr_code_local_expiry_and_manage_token(
     token = share_url.rsplit("/", 1)[1]
     qr = ready.locator(".qr img")
     await expect(qr).to_have_attribute("src", f"/api/v1/links/{token}/qr.svg")
-    assert await qr.evaluate("img => img.complete && img.naturalWidth > 0")
+    # decode() waits for the picture to arrive (the src is set before it loads) and
+    # rejects when it cannot be shown, so a broken image still fails here.
+    assert await qr.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
     async with httpx.AsyncClient() as http:
         svg = await http.get(f"{server.url}/api/v1/links/{token}/qr.svg")
     assert svg.content == qr_svg(share_url)
@@ -228,11 +231,8 @@ async def test_keyboard_alone_uploads_a_file_with_focus_always_visible(
     for _ in range(4):
         await page.keyboard.press("Shift+Tab")
     assert await _focused(page) == "choose"
-    # Space, the other key that presses a button: Chromium opens a file picker from an
-    # emulated Enter only now and then (its user activation is flaky under DevTools input).
-    async with page.expect_file_chooser() as chooser:
-        await page.keyboard.press(" ")
-    await (await chooser.value).set_files(
+    chooser = await _open_picker_with_space(page)
+    await chooser.set_files(
         files=[{"name": "typed.txt", "mimeType": "text/plain", "buffer": b"no mouse"}]
     )
     for _ in range(4):
@@ -247,6 +247,26 @@ async def test_keyboard_alone_uploads_a_file_with_focus_always_visible(
     await expect(ready.locator(".copy-link")).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator("#announcer")).to_have_text("Link copied")
+
+
+async def _open_picker_with_space(page: Page) -> FileChooser:
+    """Press Space on the focused Choose button until the file picker opens (3 tries).
+
+    Space, the other key that presses a button: Chromium opens a file picker from an
+    emulated Enter only now and then, and from an emulated Space almost always — its user
+    activation is flaky under DevTools input (a real key press is not emulated). A page
+    whose button never opens the picker still fails here.
+    """
+    for attempt in range(3):
+        try:
+            async with page.expect_file_chooser(timeout=5000) as chooser:
+                await page.keyboard.press(" ")
+            return await chooser.value
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            assert await _focused(page) == "choose"
+    raise AssertionError("unreachable")
 
 
 async def test_phone_sized_screen_shows_the_whole_page_without_sideways_scrolling(
