@@ -40,10 +40,17 @@ class Sample:
 
     @property
     def cpu_per_gib(self) -> float | None:
-        """Server CPU seconds per GiB moved (all Sealdrop processes together)."""
+        """Server CPU seconds per GiB moved (all the server's processes together)."""
         if not self.nbytes or not self.usage:
             return None
         return sum(u.cpu_seconds for u in self.usage.values()) / (self.nbytes / GIB)
+
+    @property
+    def kernel_per_gib(self) -> float | None:
+        """The part of `cpu_per_gib` spent in the kernel (socket and file copies, pages)."""
+        if not self.nbytes or not self.usage:
+            return None
+        return sum(u.kernel_seconds for u in self.usage.values()) / (self.nbytes / GIB)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -56,6 +63,7 @@ class Sample:
             "processes": {
                 name: {
                     "cpu_s": round(u.cpu_seconds, 3),
+                    "kernel_s": round(u.kernel_seconds, 3),
                     "idle_rss_mib": round(u.idle_rss / 2**20, 1),
                     "peak_rss_mib": round(u.peak_rss / 2**20, 1),
                 }
@@ -71,6 +79,7 @@ def sample_from_dict(data: dict[str, Any]) -> Sample:
             cpu_seconds=p["cpu_s"],
             idle_rss=round(p["idle_rss_mib"] * 2**20),
             peak_rss=round(p["peak_rss_mib"] * 2**20),
+            kernel_seconds=p.get("kernel_s", 0.0),
         )
         for name, p in data["processes"].items()
     }
@@ -241,28 +250,41 @@ class NginxCases:
 
     def get(self) -> Sample:
         """GET the plaintext file with sendfile."""
-        answer = clients.get(self.nginx.file_url(self.files.big.name))
-        return self._sample("nginx GET", self.files.size, answer.seconds)
+        usage: dict[str, Usage] = {}
+        with measured(self._probes(), usage):
+            answer = clients.get(self.nginx.file_url(self.files.big.name))
+        return self._sample("nginx GET", self.files.size, answer.seconds, usage)
 
     def get_range(self) -> Sample:
         """GET the same middle half."""
-        answer = clients.get(
-            self.nginx.file_url(self.files.big.name), byte_range=self.files.byte_range
-        )
-        return self._sample("nginx GET range", self.files.range_length, answer.seconds)
+        usage: dict[str, Usage] = {}
+        with measured(self._probes(), usage):
+            answer = clients.get(
+                self.nginx.file_url(self.files.big.name), byte_range=self.files.byte_range
+            )
+        return self._sample("nginx GET range", self.files.range_length, answer.seconds, usage)
 
     def put(self) -> Sample:
-        """PUT the file to WebDAV (stored on tmpfs), then remove it."""
+        """PUT the file to WebDAV (stored on tmpfs), then remove it.
+
+        Its CPU per GiB is what receiving one copy and storing it on this tmpfs costs here:
+        the floor under each of Sealdrop's two stored copies (staging and blob).
+        """
         self._puts += 1
         url = self.nginx.dav_url(f"put-{self._puts}.bin")
-        answer = clients.put(url, self.files.big)
+        usage: dict[str, Usage] = {}
+        with measured(self._probes(), usage):
+            answer = clients.put(url, self.files.big)
         if answer.status not in (201, 204):
             raise RuntimeError(f"nginx PUT answered {answer.status}")
         clients.delete(url)
-        return self._sample("nginx PUT", self.files.size, answer.seconds)
+        return self._sample("nginx PUT", self.files.size, answer.seconds, usage)
 
-    def _sample(self, name: str, nbytes: int, seconds: float) -> Sample:
-        return Sample(name, mbps(nbytes, seconds), "MB/s", nbytes)
+    def _probes(self) -> list[Probe]:
+        return [] if self.nginx.probe is None else [self.nginx.probe]
+
+    def _sample(self, name: str, nbytes: int, seconds: float, usage: dict[str, Usage]) -> Sample:
+        return Sample(name, mbps(nbytes, seconds), "MB/s", nbytes, usage)
 
 
 def aes_gcm(size: int) -> Sample:

@@ -39,6 +39,10 @@ class Limits:
 # The CPU targets are for the tmpfs cases; the 5 GiB cases (on disk) are there for memory.
 DOWNLOADS = ("GET", "GET range")
 UPLOADS = ("PUT → ready", "POST form → ready")
+# Processes measured for comparison only: their memory is not Sealdrop's.
+REFERENCE_PROCESSES = frozenset({"nginx"})
+# Each Sealdrop case whose CPU per GiB is set beside its reference's in the same round.
+CPU_REFERENCES = {"GET": "nginx GET", "PUT → ready": "nginx PUT"}
 
 
 class Results:
@@ -85,12 +89,24 @@ class Results:
                 found.append(by_name[ratio.case].value / by_name[ratio.reference].value)
         return median(found) if found else None
 
+    def cpu_ratio(self, case: str, reference: str) -> float | None:
+        """The median over rounds of case's CPU per GiB / reference's, in the same round."""
+        found = []
+        for samples in self.rounds:
+            by_name = {s.case: s.cpu_per_gib for s in samples}
+            mine, theirs = by_name.get(case), by_name.get(reference)
+            if mine is not None and theirs:
+                found.append(mine / theirs)
+        return median(found) if found else None
+
     def growth(self, case: str) -> dict[str, float]:
         """Per process: the highest peak RSS during `case` minus its idle RSS, in MiB."""
         worst: dict[str, float] = defaultdict(float)
         for sample in self.values(case):
             once = sample in self.extra  # its own process: idle is its RSS at the start
             for name, usage in sample.usage.items():
+                if name in REFERENCE_PROCESSES:
+                    continue
                 idle = (
                     usage.idle_rss
                     if once
@@ -103,6 +119,7 @@ class Results:
         """One line of the table."""
         samples = self.values(case)
         cpu = [s.cpu_per_gib for s in samples if s.cpu_per_gib is not None]
+        kernel = [s.kernel_per_gib for s in samples if s.kernel_per_gib is not None]
         ratio = next((r for r in self.ratios if r.case == case), None)
         return {
             "case": case,
@@ -112,6 +129,7 @@ class Results:
             "ratio": self.ratio(ratio) if ratio else None,
             "reference": ratio.reference if ratio else None,
             "cpu_s_per_gib": median(cpu) if cpu else None,
+            "kernel_s_per_gib": median(kernel) if kernel else None,
             "rss_growth_mib": self.growth(case),
         }
 
@@ -137,6 +155,11 @@ class Results:
                 checks.append(
                     _check(f"{case}: server CPU s/GiB", median(cpu), limit, higher=False, unit="s")
                 )
+        for case, reference in CPU_REFERENCES.items():
+            value = self.cpu_ratio(case, reference)
+            if value is not None:
+                name = f"{case}: server CPU / {reference}'s"
+                checks.append(_check(name, value, None, higher=False, unit="x"))
         worst = max(
             (
                 (growth, f"{case} ({name})")
@@ -220,12 +243,14 @@ def _order(name: str) -> int:
 
 def format_table(results: Results) -> str:
     """The table as Markdown."""
-    processes = sorted({p for r in results.rounds for s in r for p in s.usage})
+    processes = sorted(
+        {p for r in results.rounds for s in r for p in s.usage} - REFERENCE_PROCESSES
+    )
     head = [
         "case",
         "median",
         "vs reference",
-        "server CPU s/GiB",
+        "server CPU s/GiB (kernel)",
         *[f"peak RSS − idle, {p} (MiB)" for p in processes],
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -237,7 +262,11 @@ def format_table(results: Results) -> str:
             else f"{row['value']:.1f} ms"
         )
         ratio = f"{row['ratio']:.2f}× {row['reference']}" if row["ratio"] is not None else ""
-        cpu = f"{row['cpu_s_per_gib']:.2f}" if row["cpu_s_per_gib"] is not None else ""
+        cpu = (
+            f"{row['cpu_s_per_gib']:.2f} ({row['kernel_s_per_gib']:.2f})"
+            if row["cpu_s_per_gib"] is not None
+            else ""
+        )
         growth = [
             f"{row['rss_growth_mib'][p]:.1f}" if p in row["rss_growth_mib"] else ""
             for p in processes

@@ -67,9 +67,10 @@ def wait_for_http(
 class Usage:
     """What one process used during one measurement."""
 
-    cpu_seconds: float
+    cpu_seconds: float  # user and kernel time together
     idle_rss: int  # bytes, when the measurement started
     peak_rss: int  # bytes, the highest RSS during the measurement
+    kernel_seconds: float = 0.0  # the part of cpu_seconds spent in the kernel
 
     @property
     def rss_growth(self) -> int:
@@ -83,7 +84,7 @@ class Probe:
     def __init__(self, name: str, pid: int) -> None:
         self.name = name
         self.pid = pid
-        self._cpu = 0
+        self._cpu = (0, 0)
         self._idle = 0
 
     def start(self) -> None:
@@ -94,18 +95,23 @@ class Probe:
 
     def stop(self) -> Usage:
         """CPU used and peak RSS reached since `start`."""
-        cpu = (self._ticks() - self._cpu) / CLOCK_TICKS
-        return Usage(cpu_seconds=cpu, idle_rss=self._idle, peak_rss=self._status("VmHWM"))
+        user, kernel = (now - then for now, then in zip(self._ticks(), self._cpu, strict=True))
+        return Usage(
+            cpu_seconds=(user + kernel) / CLOCK_TICKS,
+            idle_rss=self._idle,
+            peak_rss=self._status("VmHWM"),
+            kernel_seconds=kernel / CLOCK_TICKS,
+        )
 
     def rss(self) -> int:
         """The current RSS in bytes."""
         return self._status("VmRSS")
 
-    def _ticks(self) -> int:
+    def _ticks(self) -> tuple[int, int]:
         text = Path(f"/proc/{self.pid}/stat").read_text()
         # The command name (field 2) may hold spaces: count fields after its closing ')'.
         fields = text[text.rindex(")") + 2 :].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return int(fields[11]), int(fields[12])  # utime, stime (fields 14 and 15)
 
     def _status(self, field: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
