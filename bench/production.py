@@ -7,7 +7,6 @@ run gets its own database, Redis key prefix and buckets, and removes them at the
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -78,16 +77,8 @@ def _start_ceph(directory: Path) -> dict[str, str]:
         "CEPH_S3_RGW_CONF": gateway,
         "CEPH_S3_MEM_BYTES": str(16 << 30),
     }
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
+    with s3_support.environment(settings):
         return s3_support.start_ceph(directory)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class S3Cases:
