@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +22,7 @@ from app import metrics, sealing
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, Link
 from app.db.session import transaction
+from app.digests import BackgroundDigest
 from app.errors import BadRequest, UploadAborted, UploadTooLarge
 from app.keys import new_data_key, staging_key_context
 from app.services import Services
@@ -156,20 +156,20 @@ async def _seal_into(
 ) -> tuple[int, bytes]:
     limit = services.settings.max_upload_bytes
     sealer = sealing.SegmentSealer(staging_key, segment_log2=services.settings.segment_log2)
-    digest = hashlib.sha256()
+    digest = BackgroundDigest()
     await writer.write(sealer.header)
     async for chunk in body:
         if sealer.plaintext_size + len(chunk) > limit:
             raise UploadTooLarge()
         metrics.RECEIVED_BYTES.inc(len(chunk))
-        digest.update(chunk)
+        await digest.update(chunk)
         # Each segment is sealed into one reused buffer and written out before the next.
         for segment in sealer.feed(chunk):
             await writer.write(segment)
     if declared_size is not None and sealer.plaintext_size != declared_size:
         raise UploadAborted("the body was shorter than its Content-Length; nothing was kept")
     await writer.write(sealer.finish())
-    return sealer.plaintext_size, digest.digest()
+    return sealer.plaintext_size, await digest.digest()
 
 
 async def _create_rows(
