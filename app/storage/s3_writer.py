@@ -3,9 +3,11 @@
 The upload starts when the writer opens, so its id can be recorded before any byte is
 sent. Data gathers into one part-sized buffer; a full buffer is uploaded in the background
 while the next one fills, and a third part waits for the first to finish: at most two parts
-are in memory whatever the object's size. Parts start at 8 MiB, larger when the expected
-size needs it to stay within 10 000 parts, and double every 1 000 parts so that an object
-of unknown size still fits. Any failure aborts the upload.
+are in memory whatever the object's size. Parts start at 5 MiB, S3's smallest (8 MiB
+parts cost a production process 6 MiB more at its peak, and no measurable speed), larger
+when the expected size needs it to stay within 10 000 parts, and double every 900 parts so
+that an object of unknown size can still reach S3's largest, 5 TiB. Any failure aborts the
+upload.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIB = 1 << 20
-MIN_PART_BYTES = 8 * MIB
+MIN_PART_BYTES = 5 * MIB
 MAX_PART_BYTES = 5 * 1024 * MIB
 MAX_PARTS = 10_000
-PARTS_PER_DOUBLING = 1_000
+PARTS_PER_DOUBLING = 900
 
 
 def first_part_size(size_hint: int | None) -> int:
-    """8 MiB, or the whole MiB that fits `size_hint` bytes into at most 10 000 parts."""
+    """5 MiB, or the whole MiB that fits `size_hint` bytes into at most 10 000 parts."""
     if size_hint is None:
         return MIN_PART_BYTES
     per_part = -(-size_hint // MAX_PARTS)
@@ -38,7 +40,7 @@ def first_part_size(size_hint: int | None) -> int:
 
 
 def part_size(first: int, number: int) -> int:
-    """The size of part `number` (1-based): `first`, doubled every 1 000 parts."""
+    """The size of part `number` (1-based): `first`, doubled every 900 parts."""
     return min(MAX_PART_BYTES, first << ((number - 1) // PARTS_PER_DOUBLING))
 
 
