@@ -45,17 +45,16 @@ class BackgroundDigest:
     async def digest(self) -> bytes:
         """The SHA-256 of everything added, once the last batch is hashed."""
         await self._start_batch()
-        await self.wait()
+        await self._wait()
         return self._digest.digest()
 
-    async def wait(self) -> None:
-        """Wait until the batch being hashed, if any, is done."""
+    async def _wait(self) -> None:
         if self._running is not None:
             running, self._running = self._running, None
             await running
 
     async def _start_batch(self) -> None:
-        await self.wait()
+        await self._wait()
         if not self._batch:
             return
         batch, self._batch, self._batch_bytes = self._batch, [], 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 
 import pytest
 
@@ -43,9 +44,17 @@ async def test_batches_are_hashed_off_the_event_loop_one_at_a_time(
     seen: list[tuple[int, int]] = []
     hash_batch = digests._hash_batch
 
+    hashing = threading.Lock()
+
     def recording(digest: hashlib._Hash, chunks: list[bytes]) -> None:
-        seen.append((threading.get_ident(), sum(len(c) for c in chunks)))
-        hash_batch(digest, chunks)
+        # A second batch started while one is still hashing would find the lock taken.
+        assert hashing.acquire(blocking=False), "two batches were hashed at once"
+        try:
+            seen.append((threading.get_ident(), sum(len(c) for c in chunks)))
+            time.sleep(0.01)  # room for an overlapping batch to show itself
+            hash_batch(digest, chunks)
+        finally:
+            hashing.release()
 
     monkeypatch.setattr(digests, "_hash_batch", recording)
     background = BackgroundDigest(batch_bytes=BATCH)
