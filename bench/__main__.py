@@ -163,7 +163,7 @@ def run_big_file(size: int) -> list[Sample]:
 
 
 def run_production(work: Path, files: Files, options: argparse.Namespace) -> Results:
-    """The API and a worker on PostgreSQL, Redis and Ceph S3; S3's own speed as reference."""
+    """The API and a worker on PostgreSQL, Redis and S3; S3's own speed as reference."""
     from bench.production import S3Cases, backends
     from bench.stacks import Backends
 

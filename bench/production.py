@@ -1,24 +1,21 @@
 """The production mode's services, and its reference: the S3 endpoint's own speed via boto3.
 
 PostgreSQL and Redis come from `tests.support.services` (the servers on the usual ports, or
-throw-away ones), the S3 endpoint from `../shared/tools/ceph-s3` (`tests.support.s3`). Each
-run gets its own database, Redis key prefix and buckets, and removes them at the end.
+throw-away ones), the S3 endpoint from `tests.support.s3` (SeaweedFS started for the run, or
+the server `SEALDROP_TEST_S3_URL` names). Each run gets its own database, Redis key prefix
+and buckets, and removes them at the end.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 from app.keys import new_key_entry
 from bench.cases import Files, Sample, mbps
 from bench.stacks import Backends
-from bench.system import free_port
 from tests.support import s3 as s3_support
 from tests.support import services as service_support
 
@@ -27,12 +24,11 @@ READ_CHUNK = 1 << 20
 
 @contextmanager
 def backends() -> Iterator[Backends]:
-    """PostgreSQL, Redis and Ceph S3 for one run, each removed (or left as found) after."""
+    """PostgreSQL, Redis and S3 for one run, each removed (or left as found) after."""
     with ExitStack() as cleanup:
-        ceph_dir = Path(tempfile.mkdtemp(prefix="bench-ceph-"))
-        cleanup.callback(shutil.rmtree, ceph_dir, ignore_errors=True)
-        s3_env = _start_ceph(ceph_dir)
-        cleanup.callback(s3_support.stop_ceph, ceph_dir)
+        s3_endpoint = s3_support.start_endpoint()
+        cleanup.callback(s3_endpoint.stop)
+        s3_env = s3_endpoint.env
         blobs = s3_support.create_bucket(s3_env, "bench-blobs")
         cleanup.callback(s3_support.remove_bucket, s3_env, blobs)
         staging = s3_support.create_bucket(s3_env, "bench-staging")
@@ -54,31 +50,6 @@ def backends() -> Iterator[Backends]:
             s3_env=credentials,
             master_keys=new_key_entry("bench"),
         )
-
-
-def _start_ceph(directory: Path) -> dict[str, str]:
-    # The gateway answers with TCP_NODELAY, as a production one should: with Nagle on, a
-    # small answer written in two parts waits for the client's delayed ACK (about 40 ms
-    # on every GET and CreateMultipartUpload here, which would swamp small files). Deleted
-    # data is reclaimed after 10 s rather than 60 s: the OSD keeps it in RAM meanwhile, and
-    # every round deletes a few GiB. On a machine shared with heavy jobs the OSD's threads
-    # can starve for minutes; it must wait, not abort itself (its data is only in RAM).
-    port = free_port()
-    gateway = (
-        f"rgw frontends = beast endpoint=127.0.0.1:{port} tcp_nodelay=1\n"
-        "rgw gc obj min wait = 10\n"
-        "rgw gc processor period = 10\n"
-        "[osd]\n"
-        "osd op thread suicide timeout = 0\n"
-        "osd heartbeat grace = 600"
-    )
-    settings = {
-        "CEPH_S3_PORT": str(port),
-        "CEPH_S3_RGW_CONF": gateway,
-        "CEPH_S3_MEM_BYTES": str(16 << 30),
-    }
-    with s3_support.environment(settings):
-        return s3_support.start_ceph(directory)
 
 
 class S3Cases:

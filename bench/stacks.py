@@ -2,7 +2,7 @@
 
 `Embedded` is one `sealdrop serve` (SQLite, a local folder, the worker in process).
 `Production` is `sealdrop serve` with `SEALDROP_WORKER=off` plus one `sealdrop worker`, on
-PostgreSQL, Redis and the Ceph S3 endpoint (`Backends`). Each process has a `Probe`.
+PostgreSQL, Redis and the S3 endpoint (`Backends`). Each process has a `Probe`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from app.keys import (
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-VECTORS = json.loads((REPO.parent / "shared" / "vectors" / "sealed-v1.json").read_text())
+VECTORS = json.loads((REPO / "tests" / "vectors" / "sealed-v1.json").read_text())
 KEY_WRAP = VECTORS["key_wrap"]
 
 MASTER = bytes(range(100, 132))

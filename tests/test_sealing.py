@@ -35,7 +35,7 @@ from app.sealing import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-VECTORS = json.loads((REPO.parent / "shared" / "vectors" / "sealed-v1.json").read_text())
+VECTORS = json.loads((REPO / "tests" / "vectors" / "sealed-v1.json").read_text())
 CASES = VECTORS["cases"]
 
 KEY = bytes(range(32))

@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from tests.deploy.files import (
     os_environ_without_sealdrop,
     service_env,
 )
+from tests.support.s3 import WEED, WEED_PORT_FLAGS, ports_outside_ephemeral_range
 from tests.support.services import (
     PgDatabase,
     RedisServer,
@@ -50,21 +50,8 @@ from tests.support.services import (
 )
 
 SEALDROP = (sys.executable, "-c", "from app.cli import main; main()")
-WEED = Path(sys.executable).parent / "weed"
 IMAGE_HEALTHCHECK = "/opt/sealdrop/healthcheck.py"
 START_TIMEOUT_SECONDS = 180.0  # generous: a loaded 2-core box starts Python slowly
-# SeaweedFS listens on several ports; each gets a free one (its defaults may be taken).
-WEED_PORT_FLAGS = (
-    "-master.port",
-    "-master.port.grpc",
-    "-volume.port",
-    "-volume.port.grpc",
-    "-filer.port",
-    "-filer.port.grpc",
-    "-s3.port.grpc",
-    "-s3.port.iceberg",
-    "-s3.port.lance",
-)
 
 
 @dataclass
@@ -216,25 +203,6 @@ def weed_command(s3_service: Obj, root: Path, s3_port: int) -> list[str]:
         *args,
         *(f"{flag}={port}" for flag, port in zip(WEED_PORT_FLAGS, ports, strict=True)),
     ]
-
-
-def ports_outside_ephemeral_range(count: int) -> list[int]:
-    """Distinct free ports below the kernel's ephemeral range.
-
-    SeaweedFS opens connections between its own parts while it starts; a port picked from
-    the ephemeral range (port 0) can be taken as the local end of one of those before the
-    part meant to listen on it binds it ("address already in use").
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    chosen: list[int] = []
-    while len(chosen) < count:
-        port = secrets.choice(range(20_000, min(low, 32_768)))
-        if port in chosen:
-            continue
-        with contextlib.suppress(OSError), socket.socket() as probe:
-            probe.bind(("127.0.0.1", port))
-            chosen.append(port)
-    return chosen
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Tampered blobs in the real S3 endpoint are never served as a success (DESIGN §4, §5).
 
-The suite's production stack (API and worker processes, PostgreSQL, Redis, Ceph; 64 KiB
+The suite's production stack (API and worker processes, PostgreSQL, Redis, S3; 64 KiB
 segments) seals two files of about 300 KiB: five segments each. Each test rewrites a stored blob
 with boto3 (a flipped byte, a cut, an extension, segments reordered, duplicated or spliced
 in from the other blob, the two objects swapped) or swaps the wrapped data keys between

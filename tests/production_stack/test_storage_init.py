@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from tests.production_stack.checks import download_digest, put_file, write_random_file
 from tests.production_stack.conftest import ProductionStacks
 from tests.support.production import ProductionStack
+from tests.support.s3 import public_access_block
 
 pytestmark = [pytest.mark.production]
 
@@ -38,7 +39,7 @@ def _bucket_state(stack: ProductionStack) -> dict[str, object]:
     return {
         bucket: (
             stack.bucket_lifecycle(bucket),
-            s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
+            public_access_block(s3, bucket),
         )
         for bucket in (stack.blobs_bucket, stack.staging_bucket)
     }

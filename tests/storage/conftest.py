@@ -1,32 +1,25 @@
 """Fixtures of the storage tests: a local store in a temporary folder, and a real S3 endpoint.
 
-The S3 endpoint is the Ceph gateway of `../shared/tools/ceph-s3`, started once per session
-(or reused from `SEALDROP_TEST_S3_DIR` if that folder holds a running one) and stopped at
-the end. If it cannot start, S3 tests fail when `CI` is set and are skipped otherwise.
+The S3 endpoint is the one the production stacks use (`tests.support.production`:
+SeaweedFS started once per session, or the server `SEALDROP_TEST_S3_URL` names), so the
+session starts one S3 server however many suites need it. If it cannot start, S3 tests
+fail when `CI` is set and are skipped otherwise.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from app.storage.local import LocalStore
-from tests.support.s3 import (
-    CephUnavailable,
-    ceph_is_running,
-    create_bucket,
-    environment,
-    remove_bucket,
-    start_ceph,
-    stop_ceph,
+from tests.support.production import (
+    production_backends_cleanup,  # noqa: F401 - a session fixture: stops the services
+    shared_backends,
 )
+from tests.support.s3 import create_bucket, environment, remove_bucket
 
 
 @pytest.fixture
@@ -47,31 +40,12 @@ def key_prefix() -> str:
     return f"t{secrets.token_hex(4)}/"
 
 
-@pytest.fixture(scope="session")
-def ceph_s3() -> Iterator[dict[str, str]]:
-    """A running Ceph S3 endpoint for the session; yields its environment for boto3."""
-    reused = os.environ.get("SEALDROP_TEST_S3_DIR")
-    # A short path: the gateway's sockets live in this folder.
-    directory = Path(reused) if reused else Path(tempfile.mkdtemp(prefix="sealdrop-ceph-"))
-    was_running = ceph_is_running(directory)
-    try:
-        try:
-            env = start_ceph(directory)
-        except CephUnavailable as exc:
-            _unavailable(str(exc))
-        yield env
-    finally:
-        if not was_running:
-            stop_ceph(directory)
-        if not reused:
-            shutil.rmtree(directory, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def s3_env(ceph_s3: dict[str, str]) -> Iterator[dict[str, str]]:
+def s3_env() -> Iterator[dict[str, str]]:
     """The endpoint's variables set in os.environ, where boto3's credential chain finds them."""
-    with environment(ceph_s3):
-        yield ceph_s3
+    env = shared_backends().s3_env
+    with environment(env):
+        yield env
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +54,3 @@ def s3_bucket(s3_env: dict[str, str]) -> Iterator[str]:
     name = create_bucket(s3_env)
     yield name
     remove_bucket(s3_env, name)
-
-
-def _unavailable(reason: str) -> NoReturn:
-    message = f"the S3 endpoint could not start: {reason}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)

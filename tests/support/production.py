@@ -1,8 +1,9 @@
 """Sealdrop as production runs it: separate API and worker processes on shared services.
 
 `ProductionStack` is the deployment of the design card as real processes on loopback:
-PostgreSQL (a database of its own), Redis (a key prefix of its own), a Ceph S3 endpoint
-(two buckets of its own: blobs and staging), then `sealdrop storage init`, `sealdrop
+PostgreSQL (a database of its own), Redis (a key prefix of its own), an S3 endpoint
+(`tests.support.s3`: SeaweedFS, or the server `SEALDROP_TEST_S3_URL` names; two buckets of
+its own: blobs and staging), then `sealdrop storage init`, `sealdrop
 migrate`, one `sealdrop serve` with `SEALDROP_WORKER=off` and `sealdrop worker
 --concurrency N` processes. It runs the same code as `EmbeddedStack`; only settings differ.
 
@@ -17,16 +18,14 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,17 +77,19 @@ _FOREIGN_PREFIXES = ("SEALDROP_", "AWS_")
 class Backends:
     """The S3 endpoint and the PostgreSQL and Redis servers of a test session."""
 
-    s3_env: dict[str, str]
+    s3_endpoint: s3_support.S3Endpoint
     postgres: PgServer
     redis: RedisServer
-    ceph_dir: Path
-    _stop_ceph: bool = field(default=True, repr=False)
-    _remove_ceph_dir: bool = field(default=True, repr=False)
+
+    @property
+    def s3_env(self) -> dict[str, str]:
+        """The endpoint's variables for boto3 (`AWS_ENDPOINT_URL`, keys, region)."""
+        return self.s3_endpoint.env
 
     @property
     def endpoint_url(self) -> str:
         """The S3 endpoint, `http://127.0.0.1:<port>`."""
-        return self.s3_env["AWS_ENDPOINT_URL"]
+        return self.s3_endpoint.url
 
     def credentials(self) -> dict[str, str]:
         """The S3 credentials and region, as the `AWS_*` variables boto3's chain reads."""
@@ -100,45 +101,28 @@ class Backends:
         return s3_support.client(self.s3_env)
 
     def stop(self) -> None:
-        """End what the session started (a reused endpoint or a shared server stays)."""
+        """End what the session started (an external endpoint or a shared server stays)."""
         remove_redis(self.redis)
         remove_postgres_cluster(self.postgres)
-        if self._stop_ceph:
-            s3_support.stop_ceph(self.ceph_dir)
-        if self._remove_ceph_dir:
-            shutil.rmtree(self.ceph_dir, ignore_errors=True)
+        self.s3_endpoint.stop()
 
 
 def start_backends() -> Backends:
     """Find or start the three services; raise ServiceUnavailable if one cannot be had."""
-    reused = os.environ.get("SEALDROP_TEST_S3_DIR")
-    # A short path: the gateway's sockets live in this folder.
-    ceph_dir = Path(reused) if reused else Path(tempfile.mkdtemp(prefix="sealdrop-ceph-"))
-    was_running = s3_support.ceph_is_running(ceph_dir)
     try:
-        s3_env = s3_support.start_ceph(ceph_dir)
-    except s3_support.CephUnavailable as exc:
-        if not reused:
-            shutil.rmtree(ceph_dir, ignore_errors=True)
+        endpoint = s3_support.start_endpoint()
+    except s3_support.S3Unavailable as exc:
         raise ServiceUnavailable(str(exc)) from exc
-    postgres = redis = None
+    postgres = None
     try:
         postgres = postgres_server()
         redis = redis_server()
     except ServiceUnavailable:
         if postgres is not None:
             remove_postgres_cluster(postgres)
-        if not was_running:
-            s3_support.stop_ceph(ceph_dir)
+        endpoint.stop()
         raise
-    return Backends(
-        s3_env=s3_env,
-        postgres=postgres,
-        redis=redis,
-        ceph_dir=ceph_dir,
-        _stop_ceph=not was_running,
-        _remove_ceph_dir=not reused,
-    )
+    return Backends(s3_endpoint=endpoint, postgres=postgres, redis=redis)
 
 
 _shared: Backends | None = None
@@ -426,7 +410,7 @@ class ProductionStack(Stack):
         delete_prefix(self.backends.redis, self.redis_prefix)
         for bucket in (self.blobs_bucket, self.staging_bucket):
             with suppress(Exception):  # a bucket storage init never made, a stopped endpoint
-                remove_bucket(self.s3, bucket)
+                s3_support.empty_and_delete_bucket(self.s3, bucket)
 
     def process_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The test process's environment minus SEALDROP_* and AWS_*, then the stack's."""
@@ -529,15 +513,3 @@ class ProductionStack(Stack):
         """The bucket's lifecycle rules as S3 reports them."""
         rules = self.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         return [dict(rule) for rule in rules]
-
-
-def remove_bucket(s3: S3Client, bucket: str) -> None:
-    """Abort the bucket's uploads, delete its objects a thousand at a time, then the bucket."""
-    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
-        for upload in page.get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    s3.delete_bucket(Bucket=bucket)
