@@ -3,7 +3,9 @@
 The signing keys are derived from the master key ring with HKDF, one per purpose, so every
 API process of a deployment signs and verifies alike with no extra secret to distribute.
 A signature names the master key it came from, so it still verifies after a rotation makes
-another key active, for as long as the old key stays in the ring.
+another key active, for as long as the old key stays in the ring. Its base64url has exactly
+one accepted spelling: a lax decoder would read `…!!`, `…=` or a changed spare bit as the
+same signature, and a spent value remembered by its text would come back as new.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes
@@ -20,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from app.keys import KeyRing
 
 _INFO_PREFIX = b"sealdrop/hmac/v1:"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 @lru_cache(maxsize=64)
@@ -56,10 +60,16 @@ def b64encode(data: bytes) -> str:
 
 
 def b64decode(text: str) -> bytes | None:
-    """The bytes of unpadded URL-safe base64, or None if `text` is not that."""
-    if len(text) > 512 or not text.isascii():
+    """The bytes of `text` if it is exactly what `b64encode` writes for them, else None.
+
+    No padding, no character outside the URL-safe alphabet, no spare bit set in the last
+    character: every byte string has one spelling, and no other spelling is read.
+    """
+    if len(text) > 512 or not _BASE64URL.fullmatch(text):
         return None
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         return None
+    # The decoder ignores the last character's spare bits: only the canonical one passes.
+    return data if b64encode(data) == text else None

@@ -4,8 +4,9 @@ The share page's password form never puts the password in a URL. A right passwor
 ticket instead, carried in the download URL (`/d/<token>/<name>?ticket=…`): bound to one
 link, good for one download, for at most a minute. Tickets are HMAC-signed with a key
 derived from the master key ring, so every API process can check them; a spent ticket is
-remembered in `UsedTickets` until it would have expired anyway. Their clock is the
-database's, like every other expiry.
+remembered in `UsedTickets` until it would have expired anyway, by what its signature
+vouches for (link, expiry and nonce), never by its text: another spelling of the same
+signed content is the same ticket. Their clock is the database's, like every other expiry.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ class UsedTickets(Protocol):
     """Where spent tickets are remembered (in process; Redis in production)."""
 
     async def first_use(self, ticket_id: bytes, ttl_seconds: float) -> bool:
-        """Record the ticket as spent; False if it already was (or cannot be recorded)."""
+        """Record the ticket as spent; False if it already was (or cannot be recorded).
+
+        `ticket_id` is the SHA-256 of the ticket's signed message (`redeem` computes it),
+        the same for every spelling of one ticket, in every store.
+        """
         ...
 
 
@@ -81,15 +86,17 @@ async def redeem(services: Services, link: LinkView, ticket: str, *, spend: bool
     nonce, dot2, signature = rest.partition(".")
     if not (dot and dot2 and expiry.isdigit() and len(expiry) <= 12 and nonce):
         return False
-    body = f"{expiry}.{nonce}"
-    if not signing.verify(services.keys, _PURPOSE, _message(link, body), signature):
+    message = _message(link, f"{expiry}.{nonce}")
+    if not signing.verify(services.keys, _PURPOSE, message, signature):
         return False
     left = int(expiry) - (await _database_time(services)).timestamp()
     if left <= 0:
         return False
     if not spend:
         return True
-    ticket_id = hashlib.sha256(ticket.encode("ascii")).digest()
+    # The signed message, not the ticket's text: the same message under another spelling
+    # of its signature, or under another key id naming the same key, is the same ticket.
+    ticket_id = hashlib.sha256(message).digest()
     return await services.used_tickets.first_use(ticket_id, left + 1)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from app import links, tickets
 from app.settings import Settings
 from tests.conftest import AppClient
@@ -17,6 +19,17 @@ from tests.support.asgi import upload
 from tests.support.services import RedisServer
 
 PROTECTED = {"Link-Password": "pw"}
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Spellings of a ticket that a lax base64 decoder reads as the same signature.
+RESPELLINGS: dict[str, Callable[[str], str]] = {
+    "'!!' appended": lambda ticket: ticket + "!!",
+    "'~~' appended": lambda ticket: ticket + "~~",
+    "'%3D' appended": lambda ticket: ticket + "%3D",
+    "'=' appended": lambda ticket: ticket + "=",
+    "unused low bits of the last character set": lambda ticket: (
+        ticket[:-1] + BASE64URL[BASE64URL.index(ticket[-1]) | 1]
+    ),
+}
 
 
 async def _ticket(client: AppClient, token: str) -> str:
@@ -53,3 +66,45 @@ async def test_ticket_is_refused_the_second_time_with_redis_stopped(
         second = await client.get(f"/d/{created.token}?ticket={ticket}")
     assert first.content == b"once"
     assert second.status_code == 303
+
+
+@pytest.mark.parametrize("respell", RESPELLINGS.values(), ids=RESPELLINGS.keys())
+async def test_respelled_ticket_is_refused_in_another_api_process_once_spent(
+    make_prod_settings: Callable[..., Settings], respell: Callable[[str], str]
+) -> None:
+    settings = make_prod_settings()
+    async with (
+        running(settings) as first,
+        running(settings) as second,
+        first.client() as one,
+        second.client() as other,
+    ):
+        created = await upload(one, b"once", headers=PROTECTED)
+        ticket = await _ticket(one, created.token)
+        spent = await one.get(f"/d/{created.token}?ticket={ticket}")
+        replayed = await other.get(f"/d/{created.token}?ticket={respell(ticket)}")
+    assert spent.content == b"once"
+    assert replayed.status_code == 303
+
+
+async def test_ticket_named_by_another_id_of_the_same_key_is_refused_in_another_process(
+    make_prod_settings: Callable[..., Settings], master_keys: str
+) -> None:
+    key_id, _, key = master_keys.partition(":")
+    # The same key under a second id: both names verify the same signature, and Redis
+    # must know them as one ticket (the second process has seen neither).
+    settings = make_prod_settings(master_keys=f"{master_keys},alias:{key}")
+    async with (
+        running(settings) as first,
+        running(settings) as second,
+        first.client() as one,
+        second.client() as other,
+    ):
+        created = await upload(one, b"once", headers=PROTECTED)
+        ticket = await _ticket(one, created.token)
+        spent = await one.get(f"/d/{created.token}?ticket={ticket}")
+        renamed = ticket.replace(f".{key_id}.", ".alias.")
+        replayed = await other.get(f"/d/{created.token}?ticket={renamed}")
+    assert f".{key_id}." in ticket
+    assert spent.content == b"once"
+    assert replayed.status_code == 303

@@ -79,6 +79,62 @@ async def test_altered_ticket_is_refused(client: AppClient, change: Callable[[st
     assert (await client.get(f"/d/{created.token}?ticket={altered}")).status_code == 303
 
 
+def _set_unused_bits(ticket: str) -> str:
+    # A 32-byte MAC is 43 characters; the last one carries 4 bits and 2 unused ones.
+    last = BASE64URL.index(ticket[-1])
+    return ticket[:-1] + BASE64URL[last | 1]
+
+
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Spellings of a ticket that a lax base64 decoder reads as the same signature.
+RESPELLINGS: dict[str, Callable[[str], str]] = {
+    "'!!' appended": lambda ticket: ticket + "!!",
+    "'~~' appended": lambda ticket: ticket + "~~",
+    "'%3D' appended": lambda ticket: ticket + "%3D",
+    "'=' appended": lambda ticket: ticket + "=",
+    "unused low bits of the last character set": _set_unused_bits,
+}
+
+
+@pytest.mark.parametrize("respell", RESPELLINGS.values(), ids=RESPELLINGS.keys())
+async def test_respelled_ticket_is_refused_after_the_original_was_spent(
+    client: AppClient, respell: Callable[[str], str]
+) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    assert (await client.get(f"/d/{created.token}?ticket={ticket}")).content == DATA
+    replayed = await client.get(f"/d/{created.token}?ticket={respell(ticket)}")
+    assert replayed.status_code == 303
+    row = await link_row(client.services, created.token)
+    assert row is not None
+    assert row.download_count == 1
+
+
+@pytest.mark.parametrize("respell", RESPELLINGS.values(), ids=RESPELLINGS.keys())
+async def test_respelled_ticket_is_refused_on_its_own(
+    client: AppClient, respell: Callable[[str], str]
+) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    answer = await client.get(f"/d/{created.token}?ticket={respell(ticket)}")
+    assert answer.status_code == 303
+
+
+async def test_ticket_named_by_another_id_of_the_same_key_is_refused_once_spent(
+    client: AppClient,
+) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ring = client.services.keys
+    [(key_id, key)] = ring.keys.items()
+    # The same key under a second id: both names verify the same signature.
+    client.services.keys = KeyRing.parse(f"{key_id}:{_b64(key)},alias:{_b64(key)}")
+    ticket = await issue(client, created.token)
+    assert f".{key_id}." in ticket
+    assert (await client.get(f"/d/{created.token}?ticket={ticket}")).content == DATA
+    renamed = ticket.replace(f".{key_id}.", ".alias.")
+    assert (await client.get(f"/d/{created.token}?ticket={renamed}")).status_code == 303
+
+
 async def test_expired_ticket_is_refused(
     client: AppClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
