@@ -121,15 +121,20 @@ def _requested_range(request: Request, link: LinkView) -> ByteRange | None:
 async def _authorize(request: Request, services: Services, link: LinkView) -> bool:
     """Let the request through by its password (Basic) or by a ticket of the share page.
 
-    False when a ticket was given and refused (expired, spent, or not this link's). HEAD
-    checks a ticket without spending it.
+    A password, when given, decides alone: a stale ticket beside it changes nothing. A
+    ticket alone opens the link (HEAD checks it without spending it); when it is refused
+    (expired, spent, or not this link's), False for a browser, which goes back to the
+    password form, and the Basic challenge for any other client, as with no ticket.
     """
+    password = basic_password(request)
     ticket = request.query_params.get("ticket")
-    if ticket is None or not link.protected:
-        password = basic_password(request)
-        await links.authorize(services, link, password, client=client_address(request))
-        return True
-    return await tickets.redeem(services, link, ticket, spend=request.method == "GET")
+    if password is None and ticket is not None and link.protected:
+        if await tickets.redeem(services, link, ticket, spend=request.method == "GET"):
+            return True
+        if wants_html(request):
+            return False
+    await links.authorize(services, link, password, client=client_address(request))
+    return True
 
 
 @metrics.count_outcomes(metrics.DOWNLOADS, success=None)
@@ -137,7 +142,9 @@ async def serve_file(request: Request, services: Services, token: str) -> Respon
     """Resolve, authorize, and answer with the file or the part of it asked for."""
     link = await links.resolve(services, token)
     if not await _authorize(request, services, link):
-        # A stale button of the share page: back to its password form, which says why.
+        # A browser's stale button of the share page: back to its password form, which
+        # says why. Never this URL again: `/s/` answers browsers with that form itself,
+        # so only `/d/` sends them there (a loop for curl -L once).
         spent = f"{share_url(request, services, token)}?ticket=spent"
         return RedirectResponse(spent, 303, headers={"Cache-Control": "no-store"})
     blob = links.require_ready(link)

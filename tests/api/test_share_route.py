@@ -2,18 +2,24 @@
 
 A link with a download limit always gets the page, whoever asks, so link previewers that
 fetch shared URLs never spend a download. The answer depends on `Accept`: `Vary: Accept`.
+A ticket that is no good (`?ticket=spent`, where a refused ticket sends a browser) never
+makes the link redirect to itself: curl gets the Basic challenge, and its password wins.
 """
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.conftest import AppClient
 from tests.support.asgi import upload
+from tests.support.forms import basic
 from tests.support.rows import link_row
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 DATA = b"shared bytes"
+PASSWORD = "pw"
+BAD_TICKETS = ["spent", "1.2.3.4", ""]
 
 
 async def test_browser_gets_the_share_page(client: AppClient) -> None:
@@ -104,3 +110,50 @@ async def test_unknown_share_link_is_a_404_page_for_browsers(client: AppClient) 
 @pytest.mark.parametrize("token", ["abc", "a" * 200])
 async def test_badly_shaped_share_link_is_404(client: AppClient, token: str) -> None:
     assert (await client.get(f"/s/{token}")).status_code == 404
+
+
+@pytest.mark.parametrize("ticket", BAD_TICKETS)
+async def test_curl_with_a_bad_ticket_gets_the_basic_challenge(
+    client: AppClient, ticket: str
+) -> None:
+    created = await upload(client, DATA, headers={"Link-Password": PASSWORD})
+    answer = await client.get(f"/s/{created.token}?ticket={ticket}", headers={"Accept": "*/*"})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith("Basic ")
+    assert "location" not in answer.headers
+
+
+@pytest.mark.parametrize("ticket", BAD_TICKETS)
+async def test_curl_with_a_bad_ticket_and_the_right_password_gets_the_file(
+    client: AppClient, ticket: str
+) -> None:
+    created = await upload(client, DATA, headers={"Link-Password": PASSWORD})
+    answer = await client.get(
+        f"/s/{created.token}?ticket={ticket}",
+        headers={"Accept": "*/*", "Authorization": basic(PASSWORD)},
+    )
+    assert answer.status_code == 200
+    assert answer.content == DATA
+
+
+@pytest.mark.parametrize("accept", [BROWSER, "*/*"], ids=["browser", "curl"])
+@pytest.mark.parametrize("ticket", BAD_TICKETS)
+async def test_share_link_with_a_bad_ticket_never_redirects_to_itself(
+    client: AppClient, accept: str, ticket: str
+) -> None:
+    created = await upload(client, DATA, headers={"Link-Password": PASSWORD})
+    url = httpx.URL(f"http://sealdrop.test/s/{created.token}?ticket={ticket}")
+    answer = await client.get(url, headers={"Accept": accept})
+    location = answer.headers.get("location")
+    assert location is None or url.join(location) != url
+
+
+@pytest.mark.parametrize("accept", [BROWSER, "*/*"], ids=["browser", "curl"])
+async def test_following_redirects_from_a_share_link_with_a_bad_ticket_ends(
+    client: AppClient, accept: str
+) -> None:
+    created = await upload(client, DATA, headers={"Link-Password": PASSWORD})
+    answer = await client.get(
+        f"/s/{created.token}?ticket=spent", headers={"Accept": accept}, follow_redirects=True
+    )
+    assert answer.status_code == 401

@@ -51,7 +51,7 @@ async def test_ticket_spent_in_one_api_process_is_refused_in_another(
         spent = await other.get(f"/d/{created.token}?ticket={ticket}")
         replayed = await one.get(f"/d/{created.token}?ticket={ticket}")
     assert spent.content == b"once"
-    assert replayed.status_code == 303
+    assert replayed.status_code == 401
 
 
 async def test_ticket_is_refused_the_second_time_with_redis_stopped(
@@ -65,7 +65,7 @@ async def test_ticket_is_refused_the_second_time_with_redis_stopped(
         first = await client.get(f"/d/{created.token}?ticket={ticket}")
         second = await client.get(f"/d/{created.token}?ticket={ticket}")
     assert first.content == b"once"
-    assert second.status_code == 303
+    assert second.status_code == 401
 
 
 @pytest.mark.parametrize("respell", RESPELLINGS.values(), ids=RESPELLINGS.keys())
@@ -84,7 +84,7 @@ async def test_respelled_ticket_is_refused_in_another_api_process_once_spent(
         spent = await one.get(f"/d/{created.token}?ticket={ticket}")
         replayed = await other.get(f"/d/{created.token}?ticket={respell(ticket)}")
     assert spent.content == b"once"
-    assert replayed.status_code == 303
+    assert replayed.status_code == 401
 
 
 async def test_ticket_named_by_another_id_of_the_same_key_is_refused_in_another_process(
@@ -107,4 +107,4 @@ async def test_ticket_named_by_another_id_of_the_same_key_is_refused_in_another_
         replayed = await other.get(f"/d/{created.token}?ticket={renamed}")
     assert f".{key_id}." in ticket
     assert spent.content == b"once"
-    assert replayed.status_code == 303
+    assert replayed.status_code == 401

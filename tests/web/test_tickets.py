@@ -1,6 +1,8 @@
 """Download tickets: what the share page gives a browser once the password was right.
 
-A ticket opens one link, once, for a minute, in any API process sharing the key ring.
+A ticket opens one link, once, for a minute, in any API process sharing the key ring. A
+refused one sends a browser back to the password form (never to the URL it came from) and
+gets any other client the Basic challenge; a password sent beside it decides instead.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from app.keys import KeyRing, new_key_entry
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import running_app, upload
+from tests.support.forms import basic
 from tests.support.rows import link_row
 
 DATA = b"protected bytes"
 HEADERS = {"Link-Password": "pw"}
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+CURL = {"Accept": "*/*", "User-Agent": "curl/8.5.0"}
 
 
 async def issue(client: AppClient, token: str) -> str:
@@ -38,8 +43,50 @@ async def test_ticket_works_only_once(client: AppClient) -> None:
     ticket = await issue(client, created.token)
     await client.get(f"/d/{created.token}?ticket={ticket}")
     again = await client.get(f"/d/{created.token}?ticket={ticket}")
+    assert again.status_code == 401
+
+
+async def test_refused_ticket_sends_a_browser_to_the_password_form_not_to_itself(
+    client: AppClient,
+) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    url = f"http://sealdrop.test/d/{created.token}/hello.txt?ticket={ticket}"
+    await client.get(url, headers=BROWSER)
+    again = await client.get(url, headers=BROWSER)
     assert again.status_code == 303
     assert again.headers["location"] == f"http://sealdrop.test/s/{created.token}?ticket=spent"
+    assert again.headers["location"] != url
+
+
+async def test_refused_ticket_gets_curl_the_basic_challenge(client: AppClient) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    ticket = await issue(client, created.token)
+    await client.get(f"/d/{created.token}?ticket={ticket}", headers=CURL)
+    again = await client.get(f"/d/{created.token}?ticket={ticket}", headers=CURL)
+    assert again.status_code == 401
+    assert again.headers["www-authenticate"].startswith("Basic ")
+    assert "location" not in again.headers
+
+
+async def test_right_password_wins_over_a_refused_ticket(client: AppClient) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    headers = {**CURL, "Authorization": basic("pw")}
+    answer = await client.get(f"/d/{created.token}?ticket=spent", headers=headers)
+    assert answer.status_code == 200
+    assert answer.content == DATA
+
+
+@pytest.mark.parametrize("accept", [BROWSER, CURL], ids=["browser", "curl"])
+async def test_following_redirects_from_a_refused_ticket_ends_at_the_password_challenge(
+    client: AppClient, accept: dict[str, str]
+) -> None:
+    created = await upload(client, DATA, headers=HEADERS)
+    answer = await client.get(
+        f"/d/{created.token}/hello.txt?ticket=spent", headers=accept, follow_redirects=True
+    )
+    assert answer.status_code == 401
+    assert len(answer.history) <= 1
 
 
 async def test_head_checks_a_ticket_without_spending_it(client: AppClient) -> None:
@@ -62,7 +109,7 @@ async def test_ticket_of_another_link_is_refused(client: AppClient) -> None:
     mine = await upload(client, DATA, headers=HEADERS)
     other = await upload(client, DATA, headers=HEADERS)
     ticket = await issue(client, other.token)
-    assert (await client.get(f"/d/{mine.token}?ticket={ticket}")).status_code == 303
+    assert (await client.get(f"/d/{mine.token}?ticket={ticket}")).status_code == 401
 
 
 ALTERATIONS: dict[str, Callable[[str], str]] = {
@@ -76,7 +123,7 @@ ALTERATIONS: dict[str, Callable[[str], str]] = {
 async def test_altered_ticket_is_refused(client: AppClient, change: Callable[[str], str]) -> None:
     created = await upload(client, DATA, headers=HEADERS)
     altered = change(await issue(client, created.token))
-    assert (await client.get(f"/d/{created.token}?ticket={altered}")).status_code == 303
+    assert (await client.get(f"/d/{created.token}?ticket={altered}")).status_code == 401
 
 
 def _set_unused_bits(ticket: str) -> str:
@@ -104,7 +151,7 @@ async def test_respelled_ticket_is_refused_after_the_original_was_spent(
     ticket = await issue(client, created.token)
     assert (await client.get(f"/d/{created.token}?ticket={ticket}")).content == DATA
     replayed = await client.get(f"/d/{created.token}?ticket={respell(ticket)}")
-    assert replayed.status_code == 303
+    assert replayed.status_code == 401
     row = await link_row(client.services, created.token)
     assert row is not None
     assert row.download_count == 1
@@ -117,7 +164,7 @@ async def test_respelled_ticket_is_refused_on_its_own(
     created = await upload(client, DATA, headers=HEADERS)
     ticket = await issue(client, created.token)
     answer = await client.get(f"/d/{created.token}?ticket={respell(ticket)}")
-    assert answer.status_code == 303
+    assert answer.status_code == 401
 
 
 async def test_ticket_named_by_another_id_of_the_same_key_is_refused_once_spent(
@@ -132,7 +179,7 @@ async def test_ticket_named_by_another_id_of_the_same_key_is_refused_once_spent(
     assert f".{key_id}." in ticket
     assert (await client.get(f"/d/{created.token}?ticket={ticket}")).content == DATA
     renamed = ticket.replace(f".{key_id}.", ".alias.")
-    assert (await client.get(f"/d/{created.token}?ticket={renamed}")).status_code == 303
+    assert (await client.get(f"/d/{created.token}?ticket={renamed}")).status_code == 401
 
 
 async def test_expired_ticket_is_refused(
@@ -141,7 +188,7 @@ async def test_expired_ticket_is_refused(
     created = await upload(client, DATA, headers=HEADERS)
     monkeypatch.setattr(tickets, "TICKET_SECONDS", 0)
     ticket = await issue(client, created.token)
-    assert (await client.get(f"/d/{created.token}?ticket={ticket}")).status_code == 303
+    assert (await client.get(f"/d/{created.token}?ticket={ticket}")).status_code == 401
 
 
 async def test_ticket_is_ignored_on_a_link_without_password(client: AppClient) -> None:
