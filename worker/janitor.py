@@ -19,10 +19,12 @@ from app.db.clock import db_now, db_now_plus, seconds
 from app.db.models import Blob, Job, Link
 from app.db.session import transaction
 from app.services import Services
+from worker import queue
 
 log = logging.getLogger("sealdrop.janitor")
 
 BATCH = 100
+NO_ATTEMPT_LEFT = "no attempt left: the last one stopped without finishing"
 
 
 @dataclass
@@ -50,51 +52,16 @@ async def run_once(services: Services) -> Report:
 
 
 async def fail_exhausted_jobs(services: Services) -> int:
-    """Jobs whose last attempt died (lease ran out): link and job become `failed`."""
-    max_attempts = services.settings.job_max_attempts
-    async with services.sessions() as session:
-        rows = (
-            await session.execute(
-                select(
-                    Job.id, Job.link_id, Job.attempts, Job.attempt_blob_id, Job.attempt_upload_id
-                )
-                .where(
-                    Job.state == "running",
-                    Job.lease_expires_at < db_now(),
-                    Job.attempts >= max_attempts,
-                )
-                .limit(BATCH)
-            )
-        ).all()
+    """Jobs with every attempt spent and none running (the last one's lease ran out, or
+    it was handed back as the last): link and job become `failed`, their objects go."""
     failed = 0
-    for row in rows:
-        async with transaction(services.sessions, immediate=True) as session:
-            await session.execute(
-                update(Link)
-                .where(Link.id == row.link_id, Link.state == "pending")
-                .values(state="failed")
-            )
-            result = await session.execute(
-                update(Job)
-                .where(
-                    Job.id == row.id,
-                    Job.attempts == row.attempts,
-                    Job.state == "running",
-                    Job.lease_expires_at < db_now(),
-                )
-                .values(
-                    state="failed",
-                    lease_owner=None,
-                    staging_key_id=None,
-                    staging_wrapped_key=None,
-                    last_error="the last attempt stopped without finishing",
-                )
-            )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            failed += 1
-            await _delete_attempt(services, row.attempt_blob_id, row.attempt_upload_id)
-            await services.staging.delete(f"staging/{row.id}")
-            await services.notifier.link_settled(row.link_id)
+    for job in await queue.exhausted(services, BATCH):
+        if not await queue.fail_exhausted(services, job, NO_ATTEMPT_LEFT):
+            continue
+        failed += 1
+        await _delete_attempt(services, job.attempt_blob_id, job.attempt_upload_id)
+        await services.staging.delete(f"staging/{job.id}")
+        await services.notifier.link_settled(job.link_id)
     return failed
 
 

@@ -1,4 +1,5 @@
-"""The jobs table as a queue: claim with a lease, renew, and fenced finish, retry or fail.
+"""The jobs table as a queue: claim with a lease, renew, and fenced finish, retry, release
+or fail.
 
 Every write a worker makes after claiming is one statement conditioned on the job id, the
 attempt number and the lease owner, with its row count checked (DESIGN §1, Leases and
@@ -51,10 +52,30 @@ class SealedBlob:
     ciphertext_size: int
 
 
+@dataclass(frozen=True, slots=True)
+class ExhaustedJob:
+    """A job with every attempt spent and none running: only failing it is left."""
+
+    id: str
+    link_id: str
+    attempts: int
+    attempt_blob_id: str | None
+    attempt_upload_id: str | None
+
+
+def _abandoned() -> ColumnElement[bool]:
+    return and_(Job.state == "running", Job.lease_expires_at < db_now())
+
+
 def _claimable(max_attempts: int) -> ColumnElement[bool]:
     waiting = and_(Job.state == "queued", Job.run_after <= db_now())
-    abandoned = and_(Job.state == "running", Job.lease_expires_at < db_now())
-    return and_(or_(waiting, abandoned), Job.attempts < max_attempts)
+    return and_(or_(waiting, _abandoned()), Job.attempts < max_attempts)
+
+
+def _exhausted(max_attempts: int) -> ColumnElement[bool]:
+    # What no claim will take again (`_claimable`'s complement among live jobs): a queued
+    # job waits for nothing once its attempts are spent, whatever its `run_after`.
+    return and_(or_(Job.state == "queued", _abandoned()), Job.attempts >= max_attempts)
 
 
 def _fenced(job: ClaimedJob) -> ColumnElement[bool]:
@@ -145,9 +166,22 @@ async def renew(services: Services, job: ClaimedJob) -> bool:
 
 
 async def release(services: Services, job: ClaimedJob) -> bool:
-    """Give the job back at once (graceful shutdown): another worker may take it now."""
+    """Give the job back at once (graceful shutdown): another worker may take it now.
+
+    The attempt is handed back, not spent: the claim's increment is undone in the same
+    fenced UPDATE, so workers stopping during a seal can never use up a job's attempts
+    (the next claim is this attempt again). The attempt number alone may therefore
+    recur, but never with this owner: a worker's name is its own, and it releases only
+    while stopping, once the attempt has ended, and claims nothing afterwards.
+    """
     return await _fenced_update(
-        services, job, state="queued", lease_owner=None, lease_expires_at=None, run_after=db_now()
+        services,
+        job,
+        state="queued",
+        attempts=Job.attempts - 1,
+        lease_owner=None,
+        lease_expires_at=None,
+        run_after=db_now(),
     )
 
 
@@ -205,20 +239,58 @@ async def retry_later(services: Services, job: ClaimedJob, error: str) -> bool:
 
 
 async def fail(services: Services, job: ClaimedJob, error: str) -> bool:
-    """Give up: the link and the job become `failed`, the staging key is destroyed."""
-    failed = {"state": "failed", "lease_owner": None, "lease_expires_at": None}
+    """Give up on the attempt held: the link and the job become `failed`."""
+    return await _fail(services, job.link_id, _fenced(job), error)
+
+
+async def exhausted(services: Services, limit: int) -> list[ExhaustedJob]:
+    """Up to `limit` jobs with every attempt spent and none running (the janitor fails them)."""
+    async with services.sessions() as session:
+        rows = (
+            await session.execute(
+                select(
+                    Job.id, Job.link_id, Job.attempts, Job.attempt_blob_id, Job.attempt_upload_id
+                )
+                .where(_exhausted(services.settings.job_max_attempts))
+                .limit(limit)
+            )
+        ).all()
+    return [ExhaustedJob(*row) for row in rows]
+
+
+async def fail_exhausted(services: Services, job: ExhaustedJob, error: str) -> bool:
+    """Fail `job` if it is still as `exhausted` saw it: attempts spent, none running.
+
+    False when it changed meanwhile (another janitor failed it, its link was deleted, or
+    a late worker renewed its lease and may still finish).
+    """
+    still = and_(
+        Job.id == job.id,
+        Job.attempts == job.attempts,
+        _exhausted(services.settings.job_max_attempts),
+    )
+    return await _fail(services, job.link_id, still, error)
+
+
+async def _fail(
+    services: Services, link_id: str, job_condition: ColumnElement[bool], error: str
+) -> bool:
+    """The one way a job fails, all or nothing: the link (if still pending) and the job
+    become `failed`, the lease is cleared and the staging key destroyed."""
     try:
         async with transaction(services.sessions, immediate=True) as session:
             await session.execute(
                 update(Link)
-                .where(Link.id == job.link_id, Link.state == "pending")
+                .where(Link.id == link_id, Link.state == "pending")
                 .values(state="failed")
             )
             result = await session.execute(
                 update(Job)
-                .where(_fenced(job))
+                .where(job_condition)
                 .values(
-                    **failed,
+                    state="failed",
+                    lease_owner=None,
+                    lease_expires_at=None,
                     staging_key_id=None,
                     staging_wrapped_key=None,
                     last_error=error[:500],

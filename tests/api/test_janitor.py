@@ -23,8 +23,8 @@ from tests.conftest import AppClient
 from tests.support.asgi import Uploaded, running_app, upload
 from tests.support.datadir import blob_files, objects_root, staging_files
 from tests.support.jobs import seal_queued
-from tests.support.rows import link_row, update_link
-from worker import janitor
+from tests.support.rows import jobs_of, link_row, update_job, update_link
+from worker import janitor, queue
 
 DAY = 86400
 
@@ -146,6 +146,52 @@ async def test_live_link_is_not_purged(client: AppClient) -> None:
     assert report.links_purged == 0
     assert await _blob_row(client, blob_id) is not None
     assert (await client.get(f"/d/{created.token}")).content == b"bytes to purge"
+
+
+# Jobs with no attempt left
+
+
+async def _spent(client: AppClient) -> tuple[Uploaded, str]:
+    """A queued job whose every attempt is spent (left so by releases before they were
+    free, or by a lowered SEALDROP_JOB_MAX_ATTEMPTS): no claim will ever take it."""
+    created = await upload(client, b"never sealed")
+    [job] = await jobs_of(client.services, created.token)
+    attempts = client.services.settings.job_max_attempts
+    await update_job(client.services, job.id, attempts=attempts, attempt_blob_id="spent-blob")
+    assert await queue.claim(client.services, "worker") is None
+    return created, job.id
+
+
+async def test_queued_job_with_no_attempt_left_is_failed_and_its_link_answers_410(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    created, _ = await _spent(idle_client)
+    report = await janitor.run_once(idle_client.services)
+    assert report.jobs_failed == 1
+    assert staging_files(idle_settings) == []
+    assert (await idle_client.get(f"/d/{created.token}")).status_code == 410
+
+
+async def test_failing_a_queued_job_with_no_attempt_left_destroys_its_staging_key(
+    idle_client: AppClient,
+) -> None:
+    created, _ = await _spent(idle_client)
+    assert await janitor.fail_exhausted_jobs(idle_client.services) == 1
+    [row] = await jobs_of(idle_client.services, created.token)
+    assert (row.state, row.staging_key_id, row.staging_wrapped_key) == ("failed", None, None)
+    assert row.last_error
+
+
+async def test_job_failed_by_the_janitor_keeps_no_lease(idle_client: AppClient) -> None:
+    created = await upload(idle_client, b"never sealed")
+    services = idle_client.services
+    for attempt in range(services.settings.job_max_attempts):
+        job = await queue.claim(services, f"dies-{attempt}")
+        assert job is not None
+        await update_job(services, job.id, lease_expires_at=db_now_plus(seconds(-1)))
+    assert await janitor.fail_exhausted_jobs(services) == 1
+    [row] = await jobs_of(services, created.token)
+    assert (row.state, row.lease_owner, row.lease_expires_at) == ("failed", None, None)
 
 
 # Tombstones

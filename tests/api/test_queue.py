@@ -174,6 +174,36 @@ async def test_finish_is_refused_once_the_link_was_deleted(idle_client: AppClien
     assert (await idle_client.get(f"/d/{created.token}")).status_code == 410
 
 
+# Graceful release
+
+
+async def test_a_released_job_is_claimed_again_as_the_same_attempt(
+    idle_client: AppClient,
+) -> None:
+    created = await _queued(idle_client)
+    job = await _claim(idle_client, "stopping")
+    assert await queue.release(idle_client.services, job)
+    row = await _job_row(idle_client, created.token)
+    assert (row.state, row.attempts, row.lease_owner) == ("queued", 0, None)
+    again = await _claim(idle_client, "next")
+    assert again.attempt == 1
+    assert again.previous_blob_id == job.blob_id
+
+
+async def test_a_job_released_as_often_as_it_may_be_attempted_is_still_claimable(
+    idle_client: AppClient,
+) -> None:
+    created = await _queued(idle_client)
+    for stop in range(idle_client.services.settings.job_max_attempts):
+        job = await _claim(idle_client, f"stopping-{stop}")
+        assert await queue.release(idle_client.services, job)
+    last = await _claim(idle_client, "last")
+    assert await queue.finish(
+        idle_client.services, last, await seal.seal_attempt(idle_client.services, last)
+    )
+    assert (await idle_client.get(f"/d/{created.token}")).content == DATA
+
+
 # Retries and failure
 
 
@@ -227,6 +257,23 @@ async def test_failing_an_exhausted_job_destroys_its_staging_key(
     link = await link_row(services, created.token)
     assert link is not None
     assert link.state == "failed"
+
+
+async def test_an_exhausted_job_whose_late_worker_renewed_its_lease_is_not_failed(
+    two_attempts_client: AppClient,
+) -> None:
+    services = two_attempts_client.services
+    created = await _queued(two_attempts_client)
+    await _expire_lease(two_attempts_client, await _claim(two_attempts_client, "first"))
+    late = await _claim(two_attempts_client, "late")
+    await _expire_lease(two_attempts_client, late)
+    [seen] = await queue.exhausted(services, 10)
+    assert await queue.renew(services, late)
+    assert not await queue.fail_exhausted(services, seen, "too late")
+    link = await link_row(services, created.token)
+    assert link is not None
+    assert link.state == "pending"
+    assert (await _job_row(two_attempts_client, created.token)).lease_owner == "late"
 
 
 async def test_corrupted_staging_object_fails_the_job_for_good(

@@ -19,7 +19,7 @@ from app.settings import Settings
 from app.tokens import new_id, new_token, token_hash
 from tests.support.rows import update_job
 from tests.support.services import PgDatabase
-from worker import queue
+from worker import janitor, queue
 from worker.queue import ClaimedJob, SealedBlob
 
 JOBS = 50
@@ -112,6 +112,34 @@ async def test_a_stale_owner_can_change_nothing_once_its_job_was_taken_over(
     assert job.attempt_upload_id is None
     assert link_state == "pending"
     assert blobs == 0
+
+
+async def test_a_job_released_by_as_many_stopping_workers_as_it_has_attempts_is_still_claimed(
+    claimers: list[Services],
+) -> None:
+    [job_id] = await queue_jobs(claimers[0], 1)
+    for stop in range(claimers[0].settings.job_max_attempts):
+        services = claimers[stop % CLAIMERS]
+        job = await queue.claim(services, f"stopping-{stop}")
+        assert job is not None
+        assert (job.id, job.attempt) == (job_id, 1)
+        assert await queue.release(services, job)
+    last = await queue.claim(claimers[0], "last")
+    assert last is not None
+    assert (last.id, last.attempt) == (job_id, 1)
+
+
+async def test_concurrent_janitors_fail_a_queued_job_with_no_attempt_left_once(
+    claimers: list[Services],
+) -> None:
+    [job_id] = await queue_jobs(claimers[0], 1)
+    await update_job(claimers[0], job_id, attempts=claimers[0].settings.job_max_attempts)
+    failed = await asyncio.gather(*(janitor.fail_exhausted_jobs(s) for s in claimers))
+    assert sum(failed) == 1
+    async with claimers[0].sessions() as session:
+        job = (await session.execute(select(Job).where(Job.id == job_id))).scalar_one()
+        link_state = await session.scalar(select(Link.state).where(Link.id == job.link_id))
+    assert (job.state, job.staging_wrapped_key, link_state) == ("failed", None, "failed")
 
 
 def _blob() -> SealedBlob:

@@ -88,7 +88,8 @@ def test_a_worker_stopped_mid_seal_with_no_grace_releases_its_job_to_another_at_
     stopped_at = time.monotonic()
     assert stopping.wait(30) == 0
     released = stack.sql("SELECT state, attempts, lease_owner, lease_expires_at FROM jobs")
-    assert [tuple(row) for row in released] == [("queued", 1, None, None)]
+    # Handed back, the attempt is not spent: the next worker's claim is attempt 1 again.
+    assert [tuple(row) for row in released] == [("queued", 0, None, None)]
     assert stack.pending_writes("blobs/") == []  # the attempt aborted its own upload
 
     stack.start_worker()
