@@ -13,11 +13,12 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from app import sealing
-from app.errors import BlobCorrupted, RangeNotSatisfiable
+from app import links, sealing
+from app.errors import BlobCorrupted, LinkGone, RangeNotSatisfiable
 from app.keys import KeyRingError, data_key_context
-from app.links import BlobRef
+from app.links import BlobRef, LinkView
 from app.services import Services
+from app.storage.base import ObjectMissing
 from app.storage.readahead import read_ahead
 
 log = logging.getLogger("sealdrop.downloads")
@@ -89,12 +90,16 @@ class PlaintextStream:
 
 
 async def open_stream(
-    services: Services, blob: BlobRef, size: int, byte_range: ByteRange
+    services: Services, link: LinkView, blob: BlobRef, byte_range: ByteRange
 ) -> PlaintextStream:
-    """Start reading `byte_range` of the blob; raises BlobCorrupted before any byte is sent."""
+    """Start reading `byte_range` of the link's blob, before any byte is sent.
+
+    Raises BlobCorrupted when the blob cannot be opened or authenticated, and LinkGone when
+    its object is missing because the link was purged since it was resolved.
+    """
     try:
         data_key = services.keys.unwrap(blob.key_id, blob.wrapped_key, data_key_context(blob.id))
-        opener = sealing.SegmentOpener(data_key, blob.header, size)
+        opener = sealing.SegmentOpener(data_key, blob.header, link.size)
     except (KeyRingError, sealing.SealError) as error:
         log.error("blob %s cannot be opened: %s", blob.id, error)
         raise BlobCorrupted() from None
@@ -105,6 +110,14 @@ async def open_stream(
         first = b""
     except sealing.SealError as error:
         log.error("blob %s failed authentication: %s", blob.id, error)
+        raise BlobCorrupted() from None
+    except ObjectMissing:
+        # The janitor deletes the blob row, then the object: a link resolved just before
+        # its purge finds the object gone. Only a link that still serves this blob has
+        # really lost it.
+        if not await links.serves_blob(services, link.id, blob.id):
+            raise LinkGone() from None
+        log.error("blob %s: its object is missing", blob.id)
         raise BlobCorrupted() from None
     return PlaintextStream(first, chunks)
 

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 
 from app import metrics
 from app.db.clock import as_utc, db_now, db_now_plus, seconds
@@ -250,22 +250,42 @@ def require_ready(link: LinkView) -> BlobRef:
     return link.blob
 
 
+def _servable(link_id: str) -> ColumnElement[bool]:
+    """The link may still be downloaded: ready, not expired, not used up."""
+    return and_(
+        Link.id == link_id,
+        Link.state == "ready",
+        Link.expires_at > db_now(),
+        or_(Link.max_downloads.is_(None), Link.download_count < Link.max_downloads),
+    )
+
+
 async def spend_download(services: Services, link: LinkView) -> None:
     """Count one download; LinkGone if the link expired or was used up meanwhile."""
     async with transaction(services.sessions, immediate=True) as session:
         counted = await session.scalar(
             update(Link)
-            .where(
-                Link.id == link.id,
-                Link.state == "ready",
-                Link.expires_at > db_now(),
-                or_(Link.max_downloads.is_(None), Link.download_count < Link.max_downloads),
-            )
+            .where(_servable(link.id))
             .values(download_count=Link.download_count + 1)
             .returning(Link.download_count)
         )
     if counted is None:
         raise LinkGone()
+
+
+async def serves_blob(services: Services, link_id: str, blob_id: str) -> bool:
+    """Whether the link may still be downloaded and its blob row is still there.
+
+    False once the link expired, was used up, deleted or purged (a purge clears the
+    link's `blob_id` and deletes the blob row before the object).
+    """
+    async with services.sessions() as session:
+        found = await session.scalar(
+            select(Blob.id)
+            .join(Link, Link.blob_id == Blob.id)
+            .where(_servable(link_id), Blob.id == blob_id)
+        )
+    return found is not None
 
 
 async def delete_link(services: Services, token: str, manage_token: str | None) -> None:

@@ -161,7 +161,7 @@ async def serve_file(request: Request, services: Services, token: str) -> Respon
         headers["Content-Range"] = f"bytes {part.start}-{part.stop - 1}/{link.size}"
     if request.method == "HEAD":
         return FileResponse(None, status, headers)
-    stream = await downloads.open_stream(services, blob, link.size, part) if part.length else None
+    stream = await downloads.open_stream(services, link, blob, part) if part.length else None
     try:
         await links.spend_download(services, link)
     except BaseException:

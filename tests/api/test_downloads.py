@@ -14,13 +14,15 @@ from urllib.parse import quote
 
 import pytest
 
+from app import links
 from app.db.clock import db_now_plus, seconds
+from app.services import Services
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import Uploaded, upload
 from tests.support.datadir import blob_files
 from tests.support.rows import link_row, update_link
-from worker import queue
+from worker import janitor, queue
 
 SIZE = 200_000
 SEGMENT = 1 << 16
@@ -316,6 +318,37 @@ async def test_blob_with_a_flipped_byte_is_never_served_as_a_success(
     answer = await client.get(f"/d/{created.token}")
     assert answer.status_code == 500
     assert DATA[:1000] not in answer.content
+    assert await _downloads(client, created.token) == 0
+
+
+async def test_link_purged_between_its_resolve_and_the_read_is_410(
+    client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = await _big(client)
+    resolve = links.resolve
+
+    async def resolve_then_purge(services: Services, token: str) -> links.LinkView:
+        # The race a real service cannot show on demand: the janitor purges the link (blob
+        # row, then object) after this request resolved it and before it reads the blob.
+        view = await resolve(services, token)
+        await update_link(services, token, state="deleted")
+        assert await janitor.purge_links(services) == 1
+        return view
+
+    monkeypatch.setattr(links, "resolve", resolve_then_purge)
+    answer = await client.get(f"/d/{created.token}")
+    assert answer.status_code == 410
+    assert answer.text == "this link has expired or was deleted\n"
+
+
+async def test_missing_object_of_a_live_link_is_a_server_error(
+    client: AppClient, settings: Settings
+) -> None:
+    created = await _big(client)
+    [blob] = blob_files(settings)
+    blob.unlink()
+    answer = await client.get(f"/d/{created.token}")
+    assert answer.status_code == 500
     assert await _downloads(client, created.token) == 0
 
 
