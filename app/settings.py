@@ -30,6 +30,10 @@ _SIZE_UNITS = {
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 _DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# What the janitor's sweep waits past the longest upload: an upload's staged object (an
+# S3 multipart object dates from its start) has no row until its password is hashed and
+# its transaction commits, and the store's clock may be ahead of the pod's.
+SWEEP_MARGIN_SECONDS = 3600
 
 
 def parse_size(text: str | int) -> int:
@@ -85,6 +89,9 @@ class Settings(BaseSettings):
 
     max_ttl: int = Field(default=24 * 3600)
     max_upload_bytes: int = Field(default=5 * 1024**3)
+    # 5 GiB at 1 Mbit/s; an upload still arriving after this is ended (408), so that the
+    # janitor can treat older unfinished writes as abandoned.
+    max_upload_seconds: float = Field(default=12 * 3600, gt=0)
     upload_wait_seconds: float = 30.0
     max_upload_waiters: int = 256
 
@@ -96,7 +103,7 @@ class Settings(BaseSettings):
     janitor_interval_seconds: float = 60.0
     purge_grace_seconds: float = 60.0
     tombstone_days: int = 7
-    staging_max_age_seconds: int = 6 * 3600
+    staging_max_age_seconds: float | None = Field(default=None, ge=0)
 
     segment_log2: int = 20
     password_max_failures: int = 10
@@ -146,6 +153,26 @@ class Settings(BaseSettings):
                 "a key file created inside a container would be lost with it"
             )
         return self
+
+    @model_validator(mode="after")
+    def _refuse_sweeping_live_uploads(self) -> Settings:
+        age = self.staging_max_age_seconds
+        if age is not None and age <= self.max_upload_seconds:
+            raise ValueError(
+                f"SEALDROP_STAGING_MAX_AGE_SECONDS ({age:g}) must be longer than "
+                f"SEALDROP_MAX_UPLOAD_SECONDS ({self.max_upload_seconds:g}): the janitor "
+                "would abort uploads still arriving"
+            )
+        return self
+
+    @property
+    def sweep_age_seconds(self) -> float:
+        """How old an object or unfinished write that no row knows must be before the
+        janitor removes it: SEALDROP_STAGING_MAX_AGE_SECONDS, else the longest upload and
+        a margin. Jobs need no allowance: the janitor never touches a running job's write."""
+        if self.staging_max_age_seconds is not None:
+            return self.staging_max_age_seconds
+        return self.max_upload_seconds + SWEEP_MARGIN_SECONDS
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -23,7 +23,7 @@ from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, Link
 from app.db.session import transaction
 from app.digests import BackgroundDigest
-from app.errors import BadRequest, UploadAborted, UploadTooLarge
+from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
 from app.keys import new_data_key, staging_key_context
 from app.services import Services
 from app.settings import parse_duration
@@ -139,12 +139,32 @@ async def _stage(
     key_id, wrapped = services.keys.wrap(staging_key, staging_key_context(job_id))
     writer = await services.staging.open_writer(f"staging/{job_id}", size_hint=declared_size)
     try:
-        size, digest = await _seal_into(services, writer, staging_key, body, declared_size)
-        await writer.commit()
+        async with _upload_deadline(services.settings.max_upload_seconds):
+            size, digest = await _seal_into(services, writer, staging_key, body, declared_size)
+            await writer.commit()
     except BaseException:
         await asyncio.shield(writer.abort())
         raise
     return _Staged(job_id, key_id, wrapped, size, digest)
+
+
+@contextlib.asynccontextmanager
+async def _upload_deadline(limit: float) -> AsyncIterator[None]:
+    """End a staging write that lasts longer than `limit` seconds (UploadTimedOut).
+
+    The janitor takes an unfinished write older than that as abandoned and aborts it
+    (`Settings.sweep_age_seconds` is longer): past it, the upload could only fail later.
+    """
+    deadline = asyncio.timeout(limit)
+    try:
+        async with deadline:
+            yield
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise UploadTimedOut(
+            f"the upload took longer than this server allows ({limit:g} s); nothing was kept"
+        ) from None
 
 
 async def _seal_into(

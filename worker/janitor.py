@@ -158,7 +158,7 @@ def _old(modified: datetime, max_age: float) -> bool:
 
 async def sweep_orphans(services: Services) -> list[str]:
     """Delete staging and blob objects that no row knows, once they are old enough."""
-    max_age = services.settings.staging_max_age_seconds
+    max_age = services.settings.sweep_age_seconds
     swept: list[str] = []
     async for info in services.staging.list("staging/"):
         job_id = info.key.removeprefix("staging/")
@@ -195,14 +195,26 @@ async def _blob_known(services: Services, blob_id: str) -> bool:
 
 
 async def abort_stale_uploads(services: Services) -> int:
-    """Abort unfinished writes (multipart uploads, temporary files) older than the max age."""
-    max_age = services.settings.staging_max_age_seconds
+    """Abort unfinished writes (multipart uploads, temporary files) that no row knows,
+    older than the sweep age.
+
+    An upload's write has no row until it is complete, so the sweep age is longer than the
+    longest upload (the API ends any that lasts longer). A job's write has one, however
+    long the job runs: its running row names the blob it writes.
+    """
+    max_age = services.settings.sweep_age_seconds
     aborted = 0
     stores = {id(services.staging): services.staging, id(services.blobs): services.blobs}
     for store in stores.values():
         for prefix in ("staging/", "blobs/"):
             async for pending in store.list_pending_uploads(prefix):
-                if _old(pending.started, max_age):
-                    await store.abort_upload(pending.key, pending.upload_id)
-                    aborted += 1
+                if not _old(pending.started, max_age) or await _write_known(services, pending.key):
+                    continue
+                await store.abort_upload(pending.key, pending.upload_id)
+                aborted += 1
     return aborted
+
+
+async def _write_known(services: Services, key: str) -> bool:
+    blob_id = key.removeprefix("blobs/")
+    return blob_id != key and await _blob_known(services, blob_id)

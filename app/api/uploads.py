@@ -50,6 +50,10 @@ CREATED: dict[int | str, dict[str, Any]] = {
 }
 ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Bad option or malformed body"},
+    408: {
+        "description": "The body stalled, or took longer than the longest upload allowed; "
+        "nothing was kept"
+    },
     413: {"description": "The file is larger than the server accepts"},
     429: {"description": "Too many uploads; try again later"},
     503: {"description": "A backing service is unavailable"},

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from app.db.clock import db_now_plus, seconds
@@ -20,23 +18,13 @@ from app.db.models import Blob
 from app.settings import Settings
 from app.storage.base import ObjectStore
 from tests.conftest import AppClient
-from tests.support.asgi import Uploaded, running_app, upload
+from tests.support.asgi import Uploaded, upload
 from tests.support.datadir import blob_files, objects_root, staging_files
 from tests.support.jobs import seal_queued
 from tests.support.rows import jobs_of, link_row, update_job, update_link
 from worker import janitor, queue
 
 DAY = 86400
-
-
-@pytest.fixture
-async def eager_idle_client(
-    make_settings: Callable[..., Settings],
-) -> AsyncIterator[AppClient]:
-    """The app with no worker and a zero maximum age for unreferenced objects."""
-    settings = make_settings(staging_max_age_seconds=0, worker="off", upload_wait_seconds=0)
-    async with running_app(settings) as client:
-        yield client
 
 
 async def _blob_row(client: AppClient, blob_id: str) -> Blob | None:
@@ -53,9 +41,9 @@ async def _ready(client: AppClient, **headers: str) -> tuple[Uploaded, str]:
     return created, row.blob_id
 
 
-def _backdate(path: Path, hours: float = 7) -> None:
-    """Make a file look `hours` old (older than the default 6 h maximum age)."""
-    then = time.time() - hours * 3600
+def _backdate(settings: Settings, path: Path) -> None:
+    """Make a file look older than the janitor's sweep age (an hour past it)."""
+    then = time.time() - settings.sweep_age_seconds - 3600
     os.utime(path, (then, then))
 
 
@@ -231,21 +219,21 @@ async def test_old_orphan_blob_object_is_swept(
 ) -> None:
     await _write(idle_client.services.blobs, "blobs/orphan-blob")
     path = _blob_path(idle_settings, "orphan-blob")
-    _backdate(path)
+    _backdate(idle_settings, path)
     report = await janitor.run_once(idle_client.services)
     assert report.objects_swept == ["blobs/orphan-blob"]
     assert not path.exists()
 
 
 async def test_orphan_staging_object_older_than_the_max_age_is_swept(
-    eager_idle_client: AppClient,
+    idle_client: AppClient, idle_settings: Settings
 ) -> None:
-    settings = eager_idle_client.services.settings
-    await _write(eager_idle_client.services.staging, "staging/orphan-job")
-    assert len(staging_files(settings)) == 1
-    report = await janitor.run_once(eager_idle_client.services)
+    await _write(idle_client.services.staging, "staging/orphan-job")
+    [staged] = staging_files(idle_settings)
+    _backdate(idle_settings, staged)
+    report = await janitor.run_once(idle_client.services)
     assert report.objects_swept == ["staging/orphan-job"]
-    assert staging_files(settings) == []
+    assert staging_files(idle_settings) == []
 
 
 async def test_young_orphan_object_is_kept(idle_client: AppClient, idle_settings: Settings) -> None:
@@ -261,10 +249,26 @@ async def test_stale_temporary_file_of_an_unfinished_write_is_removed(
     writer = await idle_client.services.blobs.open_writer("blobs/crashed-write")
     await writer.write(b"half written" * 100_000)  # past the buffer: it reaches the file
     [temporary] = blob_files(idle_settings)
-    _backdate(temporary)
+    _backdate(idle_settings, temporary)
     report = await janitor.run_once(idle_client.services)
     assert report.uploads_aborted == 1
     assert not temporary.exists()
+    await writer.abort()
+
+
+async def test_unfinished_write_of_a_running_job_is_kept_however_old(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    await upload(idle_client, b"being sealed slowly")
+    job = await queue.claim(idle_client.services, "slow-worker")
+    assert job is not None
+    writer = await idle_client.services.blobs.open_writer(f"blobs/{job.blob_id}")
+    await writer.write(b"sealed so far" * 100_000)
+    [temporary] = blob_files(idle_settings)
+    _backdate(idle_settings, temporary)
+    report = await janitor.run_once(idle_client.services)
+    assert report.uploads_aborted == 0
+    assert temporary.exists()
     await writer.abort()
 
 
@@ -279,24 +283,27 @@ async def test_young_temporary_file_is_kept(
     await writer.abort()
 
 
-async def test_referenced_blob_is_never_removed(eager_idle_client: AppClient) -> None:
-    services = eager_idle_client.services
-    created = await upload(eager_idle_client, b"sealed and kept")
+async def test_referenced_blob_is_never_removed(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    services = idle_client.services
+    created = await upload(idle_client, b"sealed and kept")
     assert await seal_queued(services) == 1
-    [blob] = blob_files(services.settings)
+    [blob] = blob_files(idle_settings)
+    _backdate(idle_settings, blob)
     report = await janitor.run_once(services)
     assert report.objects_swept == []
     assert blob.exists()
-    assert (await eager_idle_client.get(f"/d/{created.token}")).content == b"sealed and kept"
+    assert (await idle_client.get(f"/d/{created.token}")).content == b"sealed and kept"
 
 
 async def test_staged_object_of_a_queued_job_is_never_removed(
-    eager_idle_client: AppClient,
+    idle_client: AppClient, idle_settings: Settings
 ) -> None:
-    settings = eager_idle_client.services.settings
-    created = await upload(eager_idle_client, b"waiting to be sealed")
-    [staged] = staging_files(settings)
-    report = await janitor.run_once(eager_idle_client.services)
+    created = await upload(idle_client, b"waiting to be sealed")
+    [staged] = staging_files(idle_settings)
+    _backdate(idle_settings, staged)
+    report = await janitor.run_once(idle_client.services)
     assert report.objects_swept == []
     assert staged.exists()
-    assert (await eager_idle_client.get(f"/d/{created.token}")).status_code == 503
+    assert (await idle_client.get(f"/d/{created.token}")).status_code == 503

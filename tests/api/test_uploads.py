@@ -6,6 +6,7 @@ link then does, and what was (or was not) stored.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import unicodedata
@@ -260,6 +261,54 @@ async def test_post_declaring_a_body_over_the_limit_is_413(
     )
     assert answer.status_code == 413
     await _nothing_stored(small_client, small_settings)
+
+
+# Duration limit
+
+
+async def _endless_body() -> AsyncIterator[bytes]:
+    """A body that keeps coming, never idle, for far longer than the limit below."""
+    for _ in range(100):
+        yield b"s" * 1000
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def brief_client(make_settings: Callable[..., Settings]) -> AsyncIterator[AppClient]:
+    """The app with uploads allowed to last 0.3 s (and no worker, no wait for sealing)."""
+    settings = make_settings(max_upload_seconds=0.3, worker="off", upload_wait_seconds=0)
+    async with running_app(settings) as client:
+        yield client
+
+
+async def test_put_lasting_longer_than_the_longest_upload_is_408_and_leaves_nothing(
+    brief_client: AppClient,
+) -> None:
+    answer = await brief_client.put("/slow.bin", content=_endless_body())
+    assert answer.status_code == 408
+    assert (
+        answer.text == "the upload took longer than this server allows (0.3 s); nothing was kept\n"
+    )
+    assert answer.headers["connection"] == "close"
+    await _nothing_stored(brief_client, brief_client.services.settings)
+
+
+async def test_post_lasting_longer_than_the_longest_upload_is_408_and_leaves_nothing(
+    brief_client: AppClient,
+) -> None:
+    async def form() -> AsyncIterator[bytes]:
+        head, _, tail = multipart(file(b"<file>")).partition(b"<file>")
+        yield head
+        async for chunk in _endless_body():
+            yield chunk
+        yield tail
+
+    answer = await brief_client.post(
+        "/api/v1/links", content=form(), headers={"Content-Type": CONTENT_TYPE}
+    )
+    assert answer.status_code == 408
+    assert answer.json()["error"].startswith("the upload took longer than this server allows")
+    await _nothing_stored(brief_client, brief_client.services.settings)
 
 
 # POST multipart

@@ -18,7 +18,7 @@ from tests.e2e.clients import curl
 from tests.e2e.conftest import StackFactory
 from tests.e2e.payloads import new_marker, sha256_of, upload, write_payload
 from tests.e2e.rows import link_state
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import SWEEP_NOW, Stack, wait_until
 
 SIZE = 300 * 1024 * 1024
 LEASE_SECONDS = 3
@@ -71,7 +71,7 @@ def test_second_worker_finishes_a_job_whose_worker_was_killed_mid_seal(
     assert stack.list_pending_writes() == []
     assert stack.sql("select count(*) as n from jobs")[0].n == 0
 
-    purge = stack.run_cli("purge", SEALDROP_STAGING_MAX_AGE_SECONDS="0")
+    purge = stack.run_cli("purge", **SWEEP_NOW)
     assert purge.returncode == 0, purge.stderr
     assert stack.list_objects("staging/") == []
     assert stack.list_objects("blobs/") == blobs

@@ -25,7 +25,7 @@ import httpx
 
 from app.tokens import token_hash
 from tests.support.production import Backends, ProductionStack, s3_url
-from tests.support.stack import wait_until
+from tests.support.stack import SWEEP_NOW, wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -261,10 +261,11 @@ def assert_objects_match_rows(stack: ProductionStack) -> None:
 
 
 def purge_now(stack: ProductionStack, **env: str) -> str:
-    """`sealdrop purge` with no grace and no minimum age: sweep everything sweepable now."""
+    """`sealdrop purge` with no grace and next to no minimum age: sweep everything
+    sweepable now."""
     settings = {
         "SEALDROP_PURGE_GRACE_SECONDS": "0",
-        "SEALDROP_STAGING_MAX_AGE_SECONDS": "0",
+        **SWEEP_NOW,
         **env,
     }
     result = stack.run_cli("purge", **settings)

@@ -46,6 +46,9 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 LOG_TAIL_LINES = 80
 STAGING_PREFIX = "staging/"
+# Settings of a `sealdrop purge` that takes every object and unfinished write as old: the
+# sweep age must exceed the longest upload, which a process that only purges never gets.
+SWEEP_NOW = {"SEALDROP_MAX_UPLOAD_SECONDS": "0.001", "SEALDROP_STAGING_MAX_AGE_SECONDS": "0.002"}
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 T = TypeVar("T")
