@@ -1,18 +1,23 @@
 """The async engine and sessions, with the settings each database needs.
 
 SQLite (embedded mode) runs in WAL mode with a busy timeout, and write transactions that
-claim work start with `BEGIN IMMEDIATE` so two claimers never both read the same row.
+claim work start with `BEGIN IMMEDIATE` so two claimers never both read the same row. Its
+files are private to their owner (0600), like the objects and the key file.
 PostgreSQL (production) uses psycopg 3 with `pool_pre_ping`, so a database restart costs a
 few failed requests and no restart of Sealdrop.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,12 +25,18 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+log = logging.getLogger("sealdrop.db")
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_FILE_MODE = 0o600
+# SQLite opens these next to the database, each with the database file's mode.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """Create the engine for `url`, tuned for SQLite or PostgreSQL."""
     if url.startswith("sqlite"):
+        _make_sqlite_files_private(url)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _tune_sqlite(engine)
         return engine
@@ -37,6 +48,40 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+
+
+def _make_sqlite_files_private(url: str) -> None:
+    """Create the database file 0600 before SQLite does, and narrow existing files to 0600.
+
+    SQLite would create the database 0644 less the umask (readable by every user of the
+    machine in a 0755 folder), and gives its -wal and -shm the database file's mode; so
+    the database file is created here first. Files left more open, by an earlier version
+    or by hand, are narrowed: they hold file names, digests and password hashes.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in memory, or a URI whose options we leave to SQLite
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite reports it ("unable to open database file") on first connect
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, SQLITE_FILE_MODE))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
+        _narrow_to_owner(file)
+
+
+def _narrow_to_owner(path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return
+    try:
+        path.chmod(SQLITE_FILE_MODE)
+    except PermissionError:
+        log.warning("%s can be read by other users than its owner; run: chmod 600 %s", path, path)
+        return
+    log.warning("%s could be read by other users than its owner; made it 0600", path)
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
