@@ -5,8 +5,8 @@ read-only root filesystem, no privilege escalation, all capabilities dropped, re
 requests and a memory limit, an image with an explicit tag that is not `latest`, a
 liveness probe if it runs for good, a readiness probe if it serves a port. Then what is
 particular to Sealdrop: the API's probes, replicas and spread, the worker's grace period
-against the job lease, the ingress's buffering and body size, the autoscaler and the
-disruption budget, and the network policies.
+against the job lease, the ingress's buffering, body size and access log, the autoscaler
+and the disruption budget, and the network policies.
 """
 
 from __future__ import annotations
@@ -179,6 +179,12 @@ def test_the_ingress_streams_uploads_and_downloads_without_buffering(tree: list[
     assert annotations[INGRESS + "proxy-request-buffering"] == "off"
     assert annotations[INGRESS + "proxy-buffering"] == "off"
     assert annotations[INGRESS + "proxy-max-temp-file-size"] == "0"
+
+
+def test_the_ingress_keeps_no_access_log_of_the_links_it_passes(tree: list[Obj]) -> None:
+    # An access log line holds the path, and the path of /s/ and /d/ is a working link.
+    annotations = named(tree, "Ingress", "sealdrop")["metadata"]["annotations"]
+    assert annotations.get(INGRESS + "enable-access-log") == "false"
 
 
 def test_the_ingress_admits_the_largest_upload_the_api_accepts(tree: list[Obj]) -> None:
