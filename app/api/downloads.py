@@ -1,4 +1,4 @@
-"""Download routes: `GET`/`HEAD /d/{token}[/{name}]` (the file) and `GET /s/{token}` (share).
+"""Download routes: `GET`/`HEAD /d/{token}[/[{name}]]` (the file) and `GET /s/{token}` (share).
 
 The order of checks is DESIGN §6's: 404 / 410, then 401 / 429, then 503, then the file.
 A GET that sends body bytes spends one download, after the first segment has been read and
@@ -177,6 +177,15 @@ async def serve_file(request: Request, services: Services, token: str) -> Respon
     response_class=Response,
     responses={**FILE_ANSWERS, **ERRORS},
     summary="Download the file",
+)
+# `curl -OJ …/d/<token>/` takes the name from Content-Disposition; without this route
+# the trailing slash got a redirect, which `curl -f` saves as an empty download.
+@router.api_route(
+    "/d/{token}/",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses={**FILE_ANSWERS, **ERRORS},
+    summary="Download the file (an empty name: the client takes it from Content-Disposition)",
 )
 async def download(request: Request, services: ServicesDep, token: Token) -> Response:
     """The file (Range, If-Range and HEAD supported)."""

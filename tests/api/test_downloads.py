@@ -57,6 +57,25 @@ async def test_download_with_the_name_in_the_path_sends_the_same_file(client: Ap
     assert answer.content == DATA
 
 
+async def test_download_with_a_trailing_slash_sends_the_file_without_a_redirect(
+    client: AppClient,
+) -> None:
+    # The README's `curl -fOJ -u :pw …/d/<token>/`: curl takes the name from the header.
+    created = await _big(client)
+    answer = await client.get(f"/d/{created.token}/")
+    assert answer.status_code == 200
+    assert answer.content == DATA
+    assert answer.headers["content-disposition"].startswith('attachment; filename="data.bin"')
+
+
+async def test_head_with_a_trailing_slash_gives_the_file_headers(client: AppClient) -> None:
+    created = await _big(client)
+    answer = await client.head(f"/d/{created.token}/")
+    assert answer.status_code == 200
+    assert answer.headers["content-length"] == str(SIZE)
+    assert answer.content == b""
+
+
 async def test_download_sends_the_stored_content_type(client: AppClient) -> None:
     created = await upload(client, b"\x89PNG", name="a.png", headers={"Content-Type": "image/png"})
     answer = await client.get(f"/d/{created.token}")
@@ -261,7 +280,10 @@ async def test_each_get_counts_one_download(client: AppClient) -> None:
 # Missing and gone
 
 
-@pytest.mark.parametrize("path", ["/d/AAAAAAAAAAAAAAAAAAAAAA", "/d/AAAAAAAAAAAAAAAAAAAAAA/x.bin"])
+@pytest.mark.parametrize(
+    "path",
+    ["/d/AAAAAAAAAAAAAAAAAAAAAA", "/d/AAAAAAAAAAAAAAAAAAAAAA/", "/d/AAAAAAAAAAAAAAAAAAAAAA/x.bin"],
+)
 async def test_unknown_token_is_404(client: AppClient, path: str) -> None:
     answer = await client.get(path)
     assert answer.status_code == 404
