@@ -3,11 +3,13 @@
 Every test gets its own data folder (SQLite database, objects, key file), so no test
 depends on another's state. `client` drives the real ASGI app with httpx, the app's
 lifespan running exactly as under uvicorn (migrations, the in-process worker).
+`shared_stacks` holds the session's running stacks (one per mode) for the suites that
+talk to real processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
+from tests.support.shared_stacks import SharedStacks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,3 +62,13 @@ async def client(settings: Settings) -> AsyncIterator[AppClient]:
         async with AppClient(transport=transport, base_url="http://sealdrop.test") as http:
             http.services = app.state.services
             yield http
+
+
+@pytest.fixture(scope="session")
+def shared_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStacks]:
+    """The session's shared stacks, each started on first use and stopped at the end."""
+    stacks = SharedStacks(tmp_path_factory.mktemp("shared-stacks"))
+    try:
+        yield stacks
+    finally:
+        stacks.stop_all()

@@ -1,42 +1,27 @@
 """Fixtures of the end-to-end tests: Sealdrop as real processes on loopback.
 
-`STACK_MODES` lists the deployments every test here runs against, and `STACK_FACTORIES`
-builds each (a `Stack` subclass from `tests.support.stack`); another mode is one more
-entry in both. `stack` is one deployment shared by a test module (tests on it must not
-depend on each other's leftovers); `make_stack(worker=…, **env)` starts one of a test's
-own, with other settings. Both stop everything they started, even when a test fails, and
-a failing test's report ends with the last lines of every process's log.
+`STACK_MODES` lists the deployments every test here runs against: each entry of
+`tests.support.shared_stacks.STACK_FACTORIES`. `stack` is the session's shared deployment
+of the mode (tests on it must not depend on each other's leftovers); `make_stack(worker=…,
+**env)` starts one of a test's own, with other settings, and stops it when the test ends.
+A failing test's report ends with the last lines of every process's log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.production import (
-    ProductionStack,
     production_backends_cleanup,  # noqa: F401 - a session fixture: stops the services
 )
-from tests.support.stack import EmbeddedStack, Stack, WorkerMode
+from tests.support.shared_stacks import STACK_FACTORIES, SharedStacks
+from tests.support.stack import Stack, WorkerMode
 
-STACK_MODES: list[str] = ["embedded", "production"]
-STACK_FACTORIES: dict[str, Callable[..., Stack]] = {
-    "embedded": EmbeddedStack,
-    "production": ProductionStack,
-}
-
-SMALL_UPLOAD_LIMIT = 8 * 1024 * 1024
-PASSWORD_MAX_FAILURES = 3
-# The shared stack: 64 KiB segments so that small files have many, a small upload limit
-# for the 413 tests, and a quick password lock for the 429 test.
-SHARED_ENV = {
-    "SEALDROP_SEGMENT_LOG2": "16",
-    "SEALDROP_MAX_UPLOAD_BYTES": str(SMALL_UPLOAD_LIMIT),
-    "SEALDROP_PASSWORD_MAX_FAILURES": str(PASSWORD_MAX_FAILURES),
-}
+STACK_MODES: list[str] = list(STACK_FACTORIES)
 
 
 class StackFactory:
@@ -66,7 +51,7 @@ class StackFactory:
             stack.stop()
 
 
-@pytest.fixture(scope="module", params=STACK_MODES)
+@pytest.fixture(scope="session", params=STACK_MODES)
 def stack_mode(request: pytest.FixtureRequest) -> str:
     """The deployment mode under test."""
     mode: str = request.param
@@ -74,13 +59,9 @@ def stack_mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(stack_mode: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One running stack (`SHARED_ENV`) shared by the tests of a module."""
-    factory = StackFactory(stack_mode, tmp_path_factory.mktemp(f"{stack_mode}-shared"))
-    try:
-        yield factory.start(SHARED_ENV)
-    finally:
-        factory.stop_all()
+def stack(stack_mode: str, shared_stacks: SharedStacks) -> Stack:
+    """The session's running stack of this mode (`SHARED_ENV`), shared by the e2e tests."""
+    return shared_stacks.get(stack_mode)
 
 
 @pytest.fixture

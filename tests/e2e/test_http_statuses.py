@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.e2e.clients import CURL_HTTP_ERROR, curl
-from tests.e2e.conftest import PASSWORD_MAX_FAILURES, SMALL_UPLOAD_LIMIT, StackFactory
+from tests.e2e.conftest import StackFactory
 from tests.e2e.payloads import upload, write_payload
+from tests.support.shared_stacks import PASSWORD_MAX_FAILURES, SMALL_UPLOAD_LIMIT
 from tests.support.stack import Stack
 
 SIZE = 100_000

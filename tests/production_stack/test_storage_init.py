@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -15,23 +14,19 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.production_stack.checks import download_digest, put_file, write_random_file
-from tests.production_stack.conftest import ProductionStacks
 from tests.support.production import ProductionStack
 from tests.support.s3 import public_access_block
+from tests.support.shared_stacks import SharedStacks
 
 pytestmark = [pytest.mark.production]
 
 DAY = 1
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionStack]:
-    """One stack with one worker, shared by this module's tests."""
-    stacks = ProductionStacks(tmp_path_factory.mktemp("storage-init"))
-    try:
-        yield stacks(workers=1)
-    finally:
-        stacks.stop_all()
+@pytest.fixture
+def stack(shared_stacks: SharedStacks) -> ProductionStack:
+    """The session's shared production stack: its start ran storage init once."""
+    return shared_stacks.production()
 
 
 def _bucket_state(stack: ProductionStack) -> dict[str, object]:
