@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from app import links, sealing
+from app.digits import whole_number
 from app.errors import BlobCorrupted, LinkGone, RangeNotSatisfiable
 from app.keys import KeyRingError, data_key_context
 from app.links import BlobRef, LinkView
@@ -23,7 +24,7 @@ from app.storage.readahead import read_ahead
 
 log = logging.getLogger("sealdrop.downloads")
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,8 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
 
     Several ranges, or a malformed header, are answered with the whole file (RFC 9110
     allows ignoring Range). A range wholly past the end, or any range of an empty file,
-    raises RangeNotSatisfiable.
+    raises RangeNotSatisfiable; one that ends past it is cut at the end, however many
+    digits its end has.
     """
     if header is None:
         return None
@@ -55,17 +57,22 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if first == "" and last == "":
         return None
     if first == "":
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable(size)
         return ByteRange(max(0, size - suffix), size)
-    start = int(first)
+    start = _position(first)
     if start >= size:
         raise RangeNotSatisfiable(size)
-    stop = size if last == "" else min(int(last) + 1, size)
+    stop = size if last == "" else min(_position(last) + 1, size)
     if stop <= start:
         return None
     return ByteRange(start, stop)
+
+
+def _position(digits: str) -> int:
+    # The pattern admits ASCII digits only: there is always a value.
+    return whole_number(digits) or 0
 
 
 class PlaintextStream:

@@ -301,7 +301,7 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
         ).first()
         if link is None:
             raise LinkNotFound()
-        if manage_token is None or not same_hash(link.manage_token_hash, token_hash(manage_token)):
+        if manage_token is None or not _is_manage_token(link.manage_token_hash, manage_token):
             raise Forbidden()
         if link.state == "deleted":
             raise LinkGone()
@@ -321,3 +321,8 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
         await services.staging.delete(f"staging/{job_id}")
     await services.cache.put(hashed, 410)
     log.info("link=%s deleted by its owner", log_name(hashed))
+
+
+def _is_manage_token(manage_token_hash: bytes, candidate: str) -> bool:
+    # The shape first, as for link tokens: only a token of ours can be hashed (ASCII).
+    return is_token_shaped(candidate) and same_hash(manage_token_hash, token_hash(candidate))

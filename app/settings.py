@@ -27,8 +27,9 @@ _SIZE_UNITS = {
     "gi": 1024**3,
     "ti": 1024**4,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
-_DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
+# ASCII digits only: `\d` takes the digits of every script ('٣').
+_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+_DURATION_RE = re.compile(r"^([0-9]+)([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # What the janitor's sweep waits past the longest upload: an upload's staged object (an
 # S3 multipart object dates from its start) has no row until its password is hashed and

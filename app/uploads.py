@@ -23,6 +23,7 @@ from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, Link
 from app.db.session import transaction
 from app.digests import BackgroundDigest
+from app.digits import whole_number
 from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
 from app.keys import new_data_key, staging_key_context
 from app.services import Services
@@ -33,7 +34,8 @@ from app.tokens import log_name, new_id, new_token, token_hash
 log = logging.getLogger("sealdrop.uploads")
 
 MAX_DOWNLOADS_LIMIT = 1_000_000
-_EXPIRES_RE = re.compile(r"^\d{1,9}[smhd]?$")
+# ASCII digits only: `\d` takes the digits of every script ('٣').
+_EXPIRES_RE = re.compile(r"[0-9]{1,9}[smhd]?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +63,11 @@ class CreatedLink:
 
 
 def parse_expires_in(text: str | None, max_ttl: int) -> int:
-    """Seconds from `Expires-In` (`\\d+[smhd]?`); the maximum when absent. Never shortened."""
+    """Seconds from `Expires-In` (`[0-9]+[smhd]?`); the maximum when absent. Never shortened."""
     if text is None or text.strip() == "":
         return max_ttl
     text = text.strip()
-    if not _EXPIRES_RE.match(text):
+    if not _EXPIRES_RE.fullmatch(text):
         raise BadRequest("Expires-In must look like 3600, 90m, 12h or 1d")
     try:
         ttl = parse_duration(text)
@@ -80,10 +82,10 @@ def parse_max_downloads(text: str | None) -> int | None:
     """The download limit from `Max-Downloads` (1 to 1 000 000), or None."""
     if text is None or text.strip() == "":
         return None
-    text = text.strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_DOWNLOADS_LIMIT:
+    limit = whole_number(text.strip())
+    if limit is None or not 1 <= limit <= MAX_DOWNLOADS_LIMIT:
         raise BadRequest(f"Max-Downloads must be a whole number from 1 to {MAX_DOWNLOADS_LIMIT}")
-    return int(text)
+    return limit
 
 
 def check_declared_size(declared: int | None, services: Services) -> None:

@@ -36,6 +36,11 @@ log = logging.getLogger("sealdrop.api")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+def _where(request: Request) -> str:
+    # The route's first segment only: the rest of a path may be a token.
+    return _path(request).split("/")[1]
+
+
 def _path(request: Request) -> str:
     # The scope's path, not `request.url.path`: building the whole URL (host, port, query)
     # cost a tenth of an unknown token's answer, and only the path's start matters here.
@@ -46,11 +51,22 @@ def _path(request: Request) -> str:
 def error_response(
     request: Request, status: int, message: str, headers: dict[str, str]
 ) -> Response:
-    """The error body in the form the client reads best."""
+    """The error body in the form the client reads best; one line of text if that fails.
+
+    Never raises: it answers every error, the unexpected ones included.
+    """
     headers = {**NO_STORE, **headers}
-    path = _path(request)
-    if path.startswith("/s/"):
+    if _path(request).startswith("/s/"):
         headers["Vary"] = "Accept"  # a page for browsers, a line of text for curl
+    try:
+        return _negotiated(request, status, message, headers)
+    except Exception:
+        log.error("%s %s: the error answer failed", request.method, _where(request), exc_info=True)
+        return PlainTextResponse(message + "\n", status, headers=headers)
+
+
+def _negotiated(request: Request, status: int, message: str, headers: dict[str, str]) -> Response:
+    path = _path(request)
     if path.startswith("/api/") or wants_json(request):
         return JSONResponse({"error": message, "status": status}, status, headers=headers)
     renderer = getattr(request.app.state, "render_error_page", None)
@@ -83,7 +99,7 @@ def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
 async def _domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, SealdropError)
     if error.status >= 500 and not isinstance(error, NotReady | Unavailable):
-        log.error("%s %s: %s", request.method, _path(request).split("/")[1], error.message)
+        log.error("%s %s: %s", request.method, _where(request), error.message)
     return error_response(request, error.status, error.message, _headers_for(request, error))
 
 
@@ -113,9 +129,9 @@ async def _database_error(request: Request, error: Exception) -> Response:
     # A database that restarts or is unreachable is a 503 the client may retry, not a bug;
     # pool_pre_ping reconnects once it is back. Any other database error is a bug: a 500.
     if _is_connection_problem(error):
-        log.warning("%s %s: database unavailable", request.method, _path(request).split("/")[1])
+        log.warning("%s %s: database unavailable", request.method, _where(request))
         return await _domain_error(request, Unavailable())
-    log.error("%s %s: database error", request.method, _path(request).split("/")[1], exc_info=error)
+    log.error("%s %s: database error", request.method, _where(request), exc_info=error)
     return error_response(request, 500, "internal error", {})
 
 
@@ -123,7 +139,7 @@ async def _storage_error(request: Request, error: Exception) -> Response:
     # Object storage failing, throttling or stalling (after the client's own retries) is a
     # 503 the client may retry, like a database outage. A missing object is no outage.
     assert isinstance(error, StorageError)
-    where = f"{request.method} {_path(request).split('/')[1]}"
+    where = f"{request.method} {_where(request)}"
     if isinstance(error, ObjectMissing):
         log.error("%s: a stored object is missing: %s", where, error)
         return await _domain_error(request, BlobCorrupted())
@@ -131,8 +147,15 @@ async def _storage_error(request: Request, error: Exception) -> Response:
     return await _domain_error(request, Unavailable())
 
 
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    # A bug. Starlette raises the error on once this is sent, so the server logs its
+    # traceback; the client gets a short answer without it, which no cache keeps.
+    return error_response(request, 500, "internal error", {})
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
+    app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(SealdropError, _domain_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeout, _database_error)

@@ -1,4 +1,4 @@
-"""Small HTTP helpers shared by routers: passwords from headers, URLs, content negotiation."""
+"""Small HTTP helpers shared by routers: credentials from headers, URLs, content negotiation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from app.passwords import decode_password
 from app.services import Services
 
 MAX_AUTHORIZATION_BYTES = 4096
-_Q_RE = re.compile(r"q\s*=\s*([0-9.]+)")
+# RFC 6750's b64token: what a Bearer token may be made of.
+_B64TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+# RFC 9110's qvalue: 0 to 1 with at most three decimals.
+_QVALUE_RE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 
 
 def basic_password(request: Request) -> str | None:
@@ -39,6 +42,25 @@ def basic_password(request: Request) -> str | None:
     return decode_password(password)
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer` header; None for none or another scheme.
+
+    BadRequest when the token is no RFC 6750 token (bytes past ASCII, spaces): it can be
+    none of ours, and must not reach the hashing of tokens, which takes ASCII only.
+    """
+    if authorization is None:
+        return None
+    if len(authorization) > MAX_AUTHORIZATION_BYTES:
+        raise BadRequest("the Authorization header is too long")
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        return None
+    if not _B64TOKEN_RE.fullmatch(value):
+        raise BadRequest("the Authorization header is not a valid Bearer token")
+    return value
+
+
 def client_address(request: Request) -> str:
     """The client's address, for per-client limits.
 
@@ -61,12 +83,19 @@ def accepts(request: Request, media_type: str) -> bool:
     """Whether the `Accept` header lists `media_type` with q > 0."""
     for item in request.headers.get("accept", "").split(","):
         kind, _, params = item.strip().partition(";")
-        if kind.strip().lower() != media_type:
-            continue
-        match = _Q_RE.search(params)
-        if match is None or float(match.group(1) or 0) > 0:
+        if kind.strip().lower() == media_type and _weight(params) > 0:
             return True
     return False
+
+
+def _weight(params: str) -> float:
+    """The q of one `Accept` item's parameters: 1 when absent, and when malformed (a
+    client's typo must not cost it the answer it asked for, nor us an error)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q" and _QVALUE_RE.fullmatch(value := value.strip()):
+            return float(value)
+    return 1.0
 
 
 def wants_html(request: Request) -> bool:

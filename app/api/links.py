@@ -9,7 +9,13 @@ from pydantic import BaseModel
 
 from app import links
 from app.api.deps import ServicesDep
-from app.api.http import basic_password, client_address, header_password, share_url
+from app.api.http import (
+    basic_password,
+    bearer_token,
+    client_address,
+    header_password,
+    share_url,
+)
 from app.web import csrf, qr
 
 router = APIRouter(prefix="/api/v1/links")
@@ -93,6 +99,7 @@ async def link_qr(request: Request, services: ServicesDep, token: Token) -> Resp
     "/{token}",
     status_code=204,
     responses={
+        400: {"description": "Malformed credentials"},
         403: {"description": "Wrong manage token, or a browser request from another site"},
         404: {"description": "No such link"},
         410: {"description": "Already deleted or expired"},
@@ -106,7 +113,5 @@ async def delete_link(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Delete the link: it answers 410 at once and its bytes are purged."""
-    scheme, _, value = (authorization or "").partition(" ")
-    manage_token = value.strip() if scheme.lower() == "bearer" and value.strip() else None
-    await links.delete_link(services, token, manage_token)
+    await links.delete_link(services, token, bearer_token(authorization))
     return Response(status_code=204, headers={"Cache-Control": "no-store"})

@@ -2,13 +2,14 @@
 
 The file part is handed on chunk by chunk as it arrives, never spooled to memory or disk
 (Starlette's `request.form()` would spool it), as views of the body's chunks (no copy).
-Small text fields are collected on the way, in any order; they are complete once the file
-iterator is exhausted, because that iterator reads the body to its end.
+Small text fields are collected on the way, in any order, and each is handed to `on_field`
+as soon as it ends, so that a bad option stops the upload there; all of them are complete
+once the file iterator is exhausted, because that iterator reads the body to its end.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
@@ -24,6 +25,14 @@ FILE_FIELD = "file"
 MAX_OVERHEAD_BYTES = MAX_FIELDS * (MAX_HEADER_BYTES + MAX_FIELD_BYTES)
 
 
+def field_text(name: str, raw: bytes) -> str:
+    """A text field's raw value decoded as UTF-8; BadRequest if it is not."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"the field {name!r} is not valid UTF-8") from None
+
+
 @dataclass
 class _Part:
     headers: dict[bytes, bytes] = field(default_factory=dict)
@@ -36,12 +45,18 @@ class _Part:
 class StreamingForm:
     """Parses one multipart body; iterate `file_chunks()` to stream the `file` field."""
 
-    def __init__(self, content_type: str | None, body: AsyncIterator[bytes]) -> None:
+    def __init__(
+        self,
+        content_type: str | None,
+        body: AsyncIterator[bytes],
+        on_field: Callable[[str, bytes], None] | None = None,
+    ) -> None:
         kind, params = parse_options_header(content_type or "")
         boundary = params.get(b"boundary")
         if kind != b"multipart/form-data" or not boundary:
             raise BadRequest("expected multipart/form-data with a boundary")
         self._body = body
+        self._on_field = on_field
         self.fields: dict[str, bytes] = {}
         self.filename: str | None = None
         self.file_content_type: str | None = None
@@ -86,16 +101,6 @@ class StreamingForm:
             raise BadRequest("the multipart body ended early")
         if not self.saw_file:
             raise BadRequest("the form has no 'file' field")
-
-    def field(self, name: str) -> str | None:
-        """A text field's value, decoded as UTF-8 (None when absent)."""
-        raw = self.fields.get(name)
-        if raw is None:
-            return None
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest(f"the field {name!r} is not valid UTF-8") from None
 
     def _drain(self) -> list[memoryview]:
         events, self._events = self._events, []
@@ -146,6 +151,8 @@ class StreamingForm:
         part = self._part
         if part.name != FILE_FIELD:
             self.fields[part.name] = bytes(part.data)
+            if self._on_field is not None:
+                self._on_field(part.name, self.fields[part.name])
 
     def _on_end(self) -> None:
         self._ended = True

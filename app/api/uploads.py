@@ -19,8 +19,9 @@ from starlette.requests import ClientDisconnect
 from app import uploads
 from app.api.deps import ServicesDep, limit_uploads
 from app.api.http import download_url, header_password, share_url, wants_json
-from app.api.multipart import MAX_OVERHEAD_BYTES, StreamingForm
+from app.api.multipart import MAX_OVERHEAD_BYTES, StreamingForm, field_text
 from app.api.openapi import created_answers
+from app.digits import whole_number
 from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut, UploadTooLarge
 from app.filenames import clean_content_type, clean_filename
 from app.passwords import decode_password
@@ -96,9 +97,10 @@ def _declared_size(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit():
+    declared = whole_number(raw.strip())
+    if declared is None:
         raise BadRequest("Content-Length must be a whole number")
-    return int(raw)
+    return declared  # of thousands of digits: HUGE, which is too large (413)
 
 
 @router.put(
@@ -156,7 +158,7 @@ async def put_file(
                             "file": {"type": "string", "format": "binary"},
                             "password": {"type": "string"},
                             # Empty means absent (an HTML form sends every field).
-                            "expires_in": {"type": "string", "pattern": r"^(\d{1,9}[smhd]?)?$"},
+                            "expires_in": {"type": "string", "pattern": r"^([0-9]{1,9}[smhd]?)?$"},
                             "max_downloads": {
                                 "type": "integer",
                                 "minimum": 1,
@@ -177,9 +179,10 @@ async def post_file(request: Request, services: ServicesDep) -> Response:
     if declared is not None:
         uploads.check_declared_size(max(0, declared - MAX_OVERHEAD_BYTES), services)
     body = _body(request, services, overhead=MAX_OVERHEAD_BYTES)
-    form = StreamingForm(request.headers.get("content-type"), body)
+    options = _FormOptions(services.settings.max_ttl)
+    form = StreamingForm(request.headers.get("content-type"), body, on_field=options.take)
     created = await uploads.receive_upload(
-        services, form.file_chunks(), lambda: _form_options(form, services)
+        services, form.file_chunks(), lambda: options.for_file(form)
     )
     wait = "respond-async" not in (request.headers.get("prefer") or "").lower()
     return await _answer(request, services, created, created_name(form), wait=wait)
@@ -190,16 +193,36 @@ def created_name(form: StreamingForm) -> str:
     return clean_filename(form.filename or "file")
 
 
-def _form_options(form: StreamingForm, services: Services) -> UploadOptions:
-    name = created_name(form)
-    raw_password = form.fields.get("password")
-    return UploadOptions(
-        filename=name,
-        content_type=clean_content_type(form.file_content_type, name),
-        ttl_seconds=uploads.parse_expires_in(form.field("expires_in"), services.settings.max_ttl),
-        max_downloads=uploads.parse_max_downloads(form.field("max_downloads")),
-        password=decode_password(raw_password) if raw_password else None,
-    )
+class _FormOptions:
+    """A form's options, each checked as soon as its field has ended: a bad one stops the
+    upload there, before more of the body is read and staged (fields may come before or
+    after the file, in any order)."""
+
+    def __init__(self, max_ttl: int) -> None:
+        self._max_ttl = max_ttl
+        self._ttl_seconds = max_ttl
+        self._max_downloads: int | None = None
+        self._password: str | None = None
+
+    def take(self, name: str, raw: bytes) -> None:
+        """Check and keep one field of the form; fields that are no option are ignored."""
+        if name == "expires_in":
+            self._ttl_seconds = uploads.parse_expires_in(field_text(name, raw), self._max_ttl)
+        elif name == "max_downloads":
+            self._max_downloads = uploads.parse_max_downloads(field_text(name, raw))
+        elif name == "password":
+            self._password = decode_password(raw) if raw else None
+
+    def for_file(self, form: StreamingForm) -> UploadOptions:
+        """The options of the form's file, once the whole body has been read."""
+        name = created_name(form)
+        return UploadOptions(
+            filename=name,
+            content_type=clean_content_type(form.file_content_type, name),
+            ttl_seconds=self._ttl_seconds,
+            max_downloads=self._max_downloads,
+            password=self._password,
+        )
 
 
 async def _answer(

@@ -190,6 +190,33 @@ async def test_malformed_range_is_answered_with_the_whole_file(
     assert answer.content == DATA
 
 
+# Beyond Python's 4 300-digit limit of int(): positions past any file, never a 500.
+NINES = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("header", "start"),
+    [(f"bytes=0-{NINES}", 0), (f"bytes=-{NINES}", 0), (f"bytes={'0' * 5000}10-{NINES}", 10)],
+)
+async def test_range_ending_thousands_of_digits_past_the_file_is_clipped_to_it(
+    client: AppClient, header: str, start: int
+) -> None:
+    created = await _big(client)
+    answer = await client.get(f"/d/{created.token}", headers={"Range": header})
+    assert answer.status_code == 206
+    assert answer.content == DATA[start:]
+    assert answer.headers["content-range"] == f"bytes {start}-{SIZE - 1}/{SIZE}"
+
+
+@pytest.mark.parametrize("header", [f"bytes={NINES}-", f"bytes={NINES}-{NINES}"])
+async def test_range_starting_thousands_of_digits_in_is_416(client: AppClient, header: str) -> None:
+    created = await _big(client)
+    answer = await client.get(f"/d/{created.token}", headers={"Range": header})
+    assert answer.status_code == 416
+    assert answer.headers["content-range"] == f"bytes */{SIZE}"
+    assert len(answer.content) < 100
+
+
 async def test_if_range_with_the_etag_gives_206(client: AppClient) -> None:
     created = await _big(client)
     etag = (await client.head(f"/d/{created.token}")).headers["etag"]

@@ -123,6 +123,26 @@ async def test_delete_without_the_right_manage_token_is_403_and_the_link_still_w
     assert (await client.get(f"/d/{created.token}")).content == DATA
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Bearer \xff", "Bearer \u00e9t\u00e9".encode("latin-1"), b"Bearer " + b"\xe9" * 22],
+)
+async def test_delete_with_bearer_credentials_that_are_not_ascii_is_a_short_400(
+    client: AppClient, authorization: bytes
+) -> None:
+    created = await _upload(client)
+    answer = await client.delete(
+        f"/api/v1/links/{created.token}", headers={"Authorization": authorization}
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "the Authorization header is not a valid Bearer token",
+        "status": 400,
+    }
+    assert answer.headers["cache-control"] == "no-store"
+    assert (await client.get(f"/d/{created.token}")).content == DATA
+
+
 async def test_manage_token_of_another_link_is_403(client: AppClient) -> None:
     created = await _upload(client)
     other = await _upload(client)

@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from app.db.clock import db_now_plus, seconds
+from app.main import create_app
+from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import upload
 from tests.support.forms import CONTENT_TYPE, basic, file, multipart
@@ -181,3 +183,40 @@ async def test_every_answer_is_no_store(client: AppClient, case: Case, status: i
     answer = await case(client)
     assert answer.status_code == status
     assert answer.headers.get("cache-control") == "no-store"
+
+
+class _Bug(Exception):
+    """An error no handler knows: what a bug raises."""
+
+
+async def _raise_a_bug() -> None:
+    raise _Bug("a bug's message, with a secret-looking s3cr3t in it")
+
+
+@pytest.mark.parametrize(
+    ("path", "accept", "kind"),
+    [
+        ("/api/v1/bug", "*/*", "application/json"),
+        (f"/s/{UNKNOWN}/bug", "*/*", "text/plain"),
+        (f"/s/{UNKNOWN}/bug", BROWSER, "text/html"),
+    ],
+)
+async def test_an_unexpected_error_is_a_short_500_that_is_no_store(
+    settings: Settings, path: str, accept: str, kind: str
+) -> None:
+    app = create_app(settings)
+    app.add_api_route(path, _raise_a_bug)
+    async with app.router.lifespan_context(app):
+        # As under uvicorn: the exception goes on to the server's log, the client gets the answer.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sealdrop.test") as http:
+            answer = await http.get(path, headers={"Accept": accept})
+    assert answer.status_code == 500
+    assert answer.headers.get("cache-control") == "no-store"
+    assert answer.headers["content-type"].startswith(kind)
+    assert "s3cr3t" not in answer.text
+    assert "Traceback" not in answer.text
+    assert "_Bug" not in answer.text
+    if kind != "text/html":
+        assert answer.text.count("\n") <= 1
+        assert len(answer.content) < 100

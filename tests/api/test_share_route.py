@@ -68,6 +68,16 @@ async def test_non_browser_gets_the_file(client: AppClient, accept: str | None) 
     assert answer.headers["content-disposition"].startswith("attachment")
 
 
+@pytest.mark.parametrize(
+    "accept", ["text/html;q=..", "text/html; q=1.2.3, */*;q=0.8", "text/html;q=.;level=1"]
+)
+async def test_a_malformed_q_value_is_ignored_not_a_500(client: AppClient, accept: str) -> None:
+    created = await upload(client, DATA)
+    answer = await client.get(f"/s/{created.token}", headers={"Accept": accept})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/html")
+
+
 @pytest.mark.parametrize("accept", [BROWSER, "*/*", None])
 async def test_limited_link_gets_the_page_for_every_client_and_spends_nothing(
     client: AppClient, accept: str | None

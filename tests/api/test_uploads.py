@@ -7,6 +7,7 @@ link then does, and what was (or was not) stored.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 import unicodedata
@@ -186,6 +187,21 @@ async def test_max_downloads_out_of_bounds_is_refused(
     await _nothing_stored(client, settings)
 
 
+# '²' as Starlette reads the latin-1 byte 0xb2: str.isdigit() says yes, int() says no.
+SUPERSCRIPT_TWO = "\u00b2".encode("latin-1")
+
+
+@pytest.mark.parametrize("limit", [SUPERSCRIPT_TWO, b"9" * 5000])
+async def test_max_downloads_that_is_not_a_short_ascii_number_is_a_short_400(
+    client: AppClient, settings: Settings, limit: bytes
+) -> None:
+    answer = await client.put("/a.txt", content=b"a", headers={"Max-Downloads": limit})
+    assert answer.status_code == 400
+    assert answer.text.count("\n") == 1
+    assert "Max-Downloads" in answer.text
+    await _nothing_stored(client, settings)
+
+
 # Link-Password
 
 
@@ -261,6 +277,16 @@ async def test_post_declaring_a_body_over_the_limit_is_413(
     )
     assert answer.status_code == 413
     await _nothing_stored(small_client, small_settings)
+
+
+@pytest.mark.parametrize(("length", "status"), [(SUPERSCRIPT_TWO, 400), (b"9" * 5000, 413)])
+async def test_content_length_of_strange_or_thousands_of_digits_is_refused_before_the_body(
+    client: AppClient, settings: Settings, length: bytes, status: int
+) -> None:
+    answer = await client.put("/a.txt", content=b"a", headers={"Content-Length": length})
+    assert answer.status_code == status
+    assert answer.text.count("\n") == 1
+    await _nothing_stored(client, settings)
 
 
 # Duration limit
@@ -373,6 +399,45 @@ async def test_post_with_a_bad_option_after_the_file_is_400_and_leaves_no_stagin
 ) -> None:
     status, _ = await _post(client, multipart(file(b"staged then dropped"), field(*option)))
     assert status == 400
+    await _nothing_stored(client, settings)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("max_downloads", "\u00b2"),  # superscript two: isdigit() but no int()
+        ("max_downloads", "\u0663"),  # Arabic-Indic three: int() reads it, the contract not
+        ("expires_in", "\u0663\u0666\u0660\u0660"),
+    ],
+)
+async def test_post_with_a_number_in_other_digits_than_ascii_is_400_and_leaves_nothing(
+    client: AppClient, settings: Settings, option: tuple[str, str]
+) -> None:
+    status, body = await _post(client, multipart(file(b"staged then dropped"), field(*option)))
+    assert status == 400
+    assert option[0].replace("_", "-").lower() in str(body["error"]).lower()
+    await _nothing_stored(client, settings)
+
+
+async def test_post_with_a_bad_option_before_the_file_is_refused_before_the_body_is_read(
+    client: AppClient, settings: Settings
+) -> None:
+    body = multipart(field("max_downloads", "0"), file(os.urandom(1 << 20)))
+    chunk = 1 << 14
+    sent = 0
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for start in range(0, len(body), chunk):
+            sent += 1
+            yield body[start : start + chunk]
+
+    answer = await client.post(
+        "/api/v1/links", content=stream(), headers={"Content-Type": CONTENT_TYPE}
+    )
+    assert answer.status_code == 400
+    assert "max_downloads" in answer.json()["error"].lower().replace("-", "_")
+    assert sent < len(body) // chunk // 2
     await _nothing_stored(client, settings)
 
 
