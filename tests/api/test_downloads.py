@@ -104,6 +104,82 @@ async def test_types_a_browser_would_render_are_sent_as_octet_stream(
     assert answer.headers["content-type"] == "application/octet-stream"
 
 
+# https://mimesniff.spec.whatwg.org/#javascript-mime-type
+WHATWG_JAVASCRIPT_TYPES = [
+    "application/ecmascript",
+    "application/javascript",
+    "application/x-ecmascript",
+    "application/x-javascript",
+    "text/ecmascript",
+    "text/javascript",
+    "text/javascript1.0",
+    "text/javascript1.1",
+    "text/javascript1.2",
+    "text/javascript1.3",
+    "text/javascript1.4",
+    "text/javascript1.5",
+    "text/jscript",
+    "text/livescript",
+    "text/x-ecmascript",
+    "text/x-javascript",
+]
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        *WHATWG_JAVASCRIPT_TYPES,
+        "TEXT/JavaScript; charset=utf-8",
+        "Application/X-JavaScript;version=1.8",
+        "text/x-javascript ; charset=utf-8",
+        "application/rss+xml",
+        "application/mathml+xml",
+        "text/xsl",
+        "text/x-component",
+        "application/x-shockwave-flash",
+        "application/vnd.whatever-nobody-listed",
+    ],
+)
+async def test_every_script_type_and_any_unlisted_type_goes_out_as_octet_stream(
+    client: AppClient, declared: str
+) -> None:
+    created = await upload(client, b"alert(1)", name="x", headers={"Content-Type": declared})
+    row = await link_row(client.services, created.token)
+    assert row is not None
+    assert row.content_type == declared.split(";")[0].strip().lower()
+    for path in (f"/d/{created.token}", f"/d/{created.token}/x.js"):
+        answer = await client.get(path)
+        assert answer.headers["content-type"] == "application/octet-stream"
+    status = await client.get(f"/api/v1/links/{created.token}")
+    assert status.json()["content_type"] == row.content_type
+
+
+@pytest.mark.parametrize(
+    ("declared", "served"),
+    [
+        ("image/png", "image/png"),
+        ("image/jpeg", "image/jpeg"),
+        ("image/webp", "image/webp"),
+        ("audio/mpeg", "audio/mpeg"),
+        ("video/mp4", "video/mp4"),
+        ("application/pdf", "application/pdf"),
+        ("text/plain; charset=utf-8", "text/plain"),
+        ("TEXT/CSV", "text/csv"),
+        ("application/zip", "application/zip"),
+        ("application/gzip", "application/gzip"),
+        ("application/json", "application/json"),
+        (
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+    ],
+)
+async def test_inert_types_go_out_as_stored(client: AppClient, declared: str, served: str) -> None:
+    created = await upload(client, b"bytes", name="x", headers={"Content-Type": declared})
+    answer = await client.get(f"/d/{created.token}")
+    assert answer.headers["content-type"] == served
+
+
 async def test_content_disposition_is_attachment_with_ascii_fallback_and_utf8_name(
     client: AppClient,
 ) -> None:
