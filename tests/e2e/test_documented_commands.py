@@ -11,9 +11,9 @@ exactly one rule of `RULES`:
   becomes that server's URL, and `<token>` and `<manage token>` the tokens of a link
   uploaded for this command. The check then asserts the exit status and the effect: the
   file downloaded byte for byte, the options applied, the link deleted, …;
-- a rule with a reason is skipped by design (it builds images, drives a cluster, runs
-  the test suite, or needs production's PostgreSQL and S3): pytest's report lists each
-  such command with its reason.
+- a rule with a reason names a command that cannot run here (it builds images, drives a
+  cluster, runs the test suite, or needs production's PostgreSQL and S3) and says why;
+  such commands are not test cases at all (nothing is skipped).
 
 A command that matches no rule fails, so a new or changed command in the docs needs a
 rule and a check here; a rule that matches no command fails too.
@@ -357,13 +357,15 @@ def _rules_for(command: Command) -> list[Rule]:
     return [rule for rule in RULES if rule.matches(command)]
 
 
-def _param(command: Command) -> Any:
+def _is_run_here(command: Command) -> bool:
+    """Whether the command's one rule runs it (a command of no or many rules runs nowhere)."""
     rules = _rules_for(command)
-    if len(rules) == 1 and rules[0].reason is not None:
-        reason = f"by design: {command.source} {command.line[:50]}: {rules[0].reason}"
-        mark = pytest.mark.skip(reason=reason)
-        return pytest.param(command, id=command.source, marks=mark)
-    return pytest.param(command, id=command.source)
+    return len(rules) == 1 and rules[0].check is not None
+
+
+RUN_HERE = [
+    pytest.param(command, id=command.source) for command in COMMANDS if _is_run_here(command)
+]
 
 
 @pytest.fixture(scope="module")
@@ -379,22 +381,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
         stack.stop()
 
 
-@pytest.mark.parametrize("command", [_param(command) for command in COMMANDS])
+@pytest.mark.parametrize("command", RUN_HERE)
 def test_documented_command_does_what_the_docs_say(
     command: Command, server: EmbeddedStack, tmp_path: Path
 ) -> None:
-    rules = _rules_for(command)
-    if len(rules) != 1:
-        pytest.fail(
-            f"{command.source}: {len(rules)} rules match this documented command, not one: "
-            f"{command.line}\nadd a rule with a check (or a reason to skip it) to RULES"
-        )
-    check = rules[0].check
+    check = _rules_for(command)[0].check
     assert check is not None
     folder, home = tmp_path / "folder", tmp_path / "home"
     folder.mkdir()
     home.mkdir()
     check(Run(server, command, folder, home))
+
+
+def test_every_documented_command_has_exactly_one_rule() -> None:
+    unruled = [
+        f"{command.source}: {len(_rules_for(command))} rules: {command.line}"
+        for command in COMMANDS
+        if len(_rules_for(command)) != 1
+    ]
+    assert unruled == [], "add a rule with a check (or a reason it cannot run here) to RULES"
+
+
+def test_every_command_not_run_here_says_why() -> None:
+    not_run = [command for command in COMMANDS if not _is_run_here(command)]
+    assert all(rule.reason for command in not_run for rule in _rules_for(command))
+    assert len(not_run) < len(COMMANDS), "the docs' commands are all left unrun"
 
 
 def test_every_rule_matches_a_documented_command() -> None:
