@@ -35,6 +35,9 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # S3 multipart object dates from its start) has no row until its password is hashed and
 # its transaction commits, and the store's clock may be ahead of the pod's.
 SWEEP_MARGIN_SECONDS = 3600
+# What `sealdrop storage init`'s lifecycle rules give an unfinished multipart upload (and a
+# staging object) before S3 removes it: a day. An upload allowed longer would be cut by S3.
+S3_LIFECYCLE_DAYS = 1
 
 
 def parse_size(text: str | int) -> int:
@@ -163,6 +166,20 @@ class Settings(BaseSettings):
                 f"SEALDROP_STAGING_MAX_AGE_SECONDS ({age:g}) must be longer than "
                 f"SEALDROP_MAX_UPLOAD_SECONDS ({self.max_upload_seconds:g}): the janitor "
                 "would abort uploads still arriving"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_uploads_outliving_s3_lifecycle(self) -> Settings:
+        urls = (self.storage_url, self.staging_url)
+        if not any((url or "").startswith("s3://") for url in urls):
+            return self
+        longest = S3_LIFECYCLE_DAYS * 86400 - SWEEP_MARGIN_SECONDS
+        if self.max_upload_seconds > longest:
+            raise ValueError(
+                f"SEALDROP_MAX_UPLOAD_SECONDS ({self.max_upload_seconds:g}) must be at most "
+                f"{longest} with S3: the buckets' lifecycle rules abort unfinished multipart "
+                f"uploads after {S3_LIFECYCLE_DAYS} day"
             )
         return self
 

@@ -45,3 +45,23 @@ def test_default_longest_upload_lets_the_largest_file_arrive_at_one_megabit_per_
 def test_longest_upload_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         _settings(tmp_path, max_upload_seconds=0)
+
+
+def test_uploads_longer_than_the_s3_lifecycle_allows_are_refused_with_s3(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="lifecycle rules abort unfinished multipart"):
+        _settings(
+            tmp_path,
+            storage_url="s3://blobs",
+            master_keys="k1:" + "A" * 43,
+            max_upload_seconds=24 * 3600,
+        )
+
+
+def test_the_default_longest_upload_fits_the_s3_lifecycle(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, staging_url="s3://staging", storage_url="s3://blobs",
+                         master_keys="k1:" + "A" * 43)  # fmt: skip
+    assert settings.max_upload_seconds + 3600 <= 24 * 3600
+
+
+def test_long_uploads_are_allowed_on_a_local_folder(tmp_path: Path) -> None:
+    assert _settings(tmp_path, max_upload_seconds=48 * 3600).max_upload_seconds == 48 * 3600

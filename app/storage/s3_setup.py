@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from app.settings import S3_LIFECYCLE_DAYS
 from app.storage.base import StorageError
 from app.storage.s3_client import S3Calls
 from app.storage.urls import S3Location, parse_store_url
@@ -221,7 +222,7 @@ def _our_rules(*, expire_staging: bool) -> list[LifecycleRuleTypeDef]:
             "ID": ABORT_UPLOADS_RULE,
             "Filter": {"Prefix": ""},
             "Status": "Enabled",
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": S3_LIFECYCLE_DAYS},
         }
     ]
     if expire_staging:
@@ -230,7 +231,7 @@ def _our_rules(*, expire_staging: bool) -> list[LifecycleRuleTypeDef]:
                 "ID": EXPIRE_STAGING_RULE,
                 "Filter": {"Prefix": STAGING_PREFIX},
                 "Status": "Enabled",
-                "Expiration": {"Days": 1},
+                "Expiration": {"Days": S3_LIFECYCLE_DAYS},
             }
         )
     return rules
