@@ -54,8 +54,8 @@ def serve(args: argparse.Namespace) -> None:
     """
     import uvicorn
 
-    from app import serving
-    from app.http_protocol import ReadLimits, guarded_protocol
+    from app.http import serving
+    from app.http.protocol import ReadLimits, guarded_protocol
     from app.main import create_app
 
     settings = _settings()
@@ -106,7 +106,7 @@ async def _run_worker(
     heartbeat_file: Path | None,
     grace: float,
 ) -> None:
-    from app import metrics
+    from app.infra import metrics
     from app.services import Services
     from worker.runner import Worker
 
@@ -177,13 +177,13 @@ def run_purge(_args: argparse.Namespace) -> None:
 
 def keys_new(args: argparse.Namespace) -> None:
     """Print a new master key entry (`id:base64url`) to add to the key ring."""
-    from app.keys import new_key_entry
+    from app.crypto.keys import new_key_entry
 
     print(new_key_entry(args.key_id))
 
 
 async def _rewrap(services: object) -> None:
-    from app.rotation import rewrap_all
+    from app.domain.rotation import rewrap_all
     from app.services import Services
 
     assert isinstance(services, Services)

@@ -1,4 +1,5 @@
-"""The domain's exception family. Each carries its meaning; `app.api.errors` maps them to HTTP.
+"""The domain's exception family. Each carries its meaning; `app.http.error_answers` maps
+them to HTTP.
 
 Messages are short, safe to show a client, and never contain a token, password or key.
 """

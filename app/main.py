@@ -16,7 +16,9 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import migrate
-from app.api import downloads, errors, health, links, openapi, uploads
+from app.api import downloads, health, links, uploads
+from app.http import error_answers as errors
+from app.http import openapi
 from app.services import Services, open_services
 from app.settings import Settings
 from app.web import pages

@@ -11,21 +11,21 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import metrics
-from app.cache import MemoryNegativeCache, NegativeCache
-from app.cache_redis import RedisNegativeCache
+from app.crypto.keys import KeyRing, load_key_ring
+from app.crypto.passwords import PasswordHashing
 from app.db.session import make_engine, make_sessionmaker
-from app.keys import KeyRing, load_key_ring
-from app.limits import ClientLimits
-from app.notify import Notifier
-from app.notify_pg import PostgresNotifier
-from app.passwords import PasswordHashing
-from app.redis_client import GuardedRedis
+from app.infra import metrics
+from app.infra.limits import ClientLimits
+from app.infra.negative_cache import MemoryNegativeCache, NegativeCache
+from app.infra.negative_cache_redis import RedisNegativeCache
+from app.infra.notify import Notifier
+from app.infra.notify_pg import PostgresNotifier
+from app.infra.redis_client import GuardedRedis
+from app.infra.used_tickets import MemoryUsedTickets, UsedTickets
+from app.infra.used_tickets_redis import RedisUsedTickets
 from app.settings import Settings
 from app.storage import S3Options, open_store
 from app.storage.base import ObjectStore
-from app.tickets import MemoryUsedTickets, UsedTickets
-from app.tickets_redis import RedisUsedTickets
 
 log = logging.getLogger("sealdrop")
 

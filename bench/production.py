@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from app.keys import new_key_entry
+from app.crypto.keys import new_key_entry
 from bench.cases import Files, Sample, mbps
 from bench.stacks import Backends
 from tests.support import s3 as s3_support

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from app import digests
-from app.digests import BackgroundDigest
+from app.crypto import digests
+from app.crypto.digests import BackgroundDigest
 
 BATCH = 1000
 

@@ -1,11 +1,11 @@
-"""Whole numbers from request text (`app/digits.py`): ASCII digits only, never int() on
+"""Whole numbers from request text (`app/domain/digits.py`): ASCII digits only, never int() on
 thousands of digits."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.digits import HUGE, whole_number
+from app.domain.digits import HUGE, whole_number
 
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("42", 42), ("000123", 123)])

@@ -1,11 +1,11 @@
-"""The type a download goes out with (`app/filenames.py`): the stored one only when a
+"""The type a download goes out with (`app/domain/filenames.py`): the stored one only when a
 browser can do nothing with it but show it inertly or save it."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.filenames import served_content_type
+from app.domain.filenames import served_content_type
 
 OCTET_STREAM = "application/octet-stream"
 

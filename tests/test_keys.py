@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
-from app.keys import (
+from app.crypto.keys import (
     KEY_SIZE,
     WRAPPED_KEY_SIZE,
     KeyRing,

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.sealing import (
+from app.crypto.sealing import (
     DEFAULT_SEGMENT_LOG2,
     HEADER_SIZE,
     MAGIC,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import signing
-from app.keys import KeyRing, new_key_entry
+from app.crypto import signing
+from app.crypto.keys import KeyRing, new_key_entry
 
 PURPOSE = "test"
 MESSAGE = b"a message"

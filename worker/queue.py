@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 
-from app import metrics
+from app.crypto.tokens import new_id
 from app.db.clock import as_utc, db_now, db_now_plus, seconds
 from app.db.models import Blob, Job, Link
 from app.db.session import transaction
+from app.infra import metrics
 from app.services import Services
-from app.tokens import new_id
 
 
 class _Refused(Exception):

@@ -13,9 +13,9 @@ import os
 import socket
 from contextlib import suppress
 
-from app import metrics
+from app.crypto.tokens import new_id
+from app.infra import metrics
 from app.services import Services
-from app.tokens import new_id
 from worker import janitor, queue, seal
 from worker.queue import ClaimedJob
 

@@ -11,8 +11,8 @@ object of the wrong length, is permanent (retrying would read the same bytes).
 
 from __future__ import annotations
 
-from app import sealing
-from app.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
+from app.crypto import sealing
+from app.crypto.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
 from app.services import Services
 from app.storage.base import ObjectMissing, ObjectWriter
 from app.storage.readahead import read_ahead

@@ -17,13 +17,14 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from app import downloads, links, metrics, tickets
-from app.api.deps import ServicesDep
-from app.api.http import basic_password, client_address, share_url, wants_html
-from app.api.openapi import FILE_ANSWERS, SHARE_ANSWERS
-from app.downloads import ByteRange, PlaintextStream
-from app.filenames import content_disposition, served_content_type
-from app.links import LinkView
+from app.domain import downloads, links, tickets
+from app.domain.downloads import ByteRange, PlaintextStream
+from app.domain.filenames import content_disposition, served_content_type
+from app.domain.links import LinkView
+from app.http.deps import ServicesDep
+from app.http.openapi import FILE_ANSWERS, SHARE_ANSWERS
+from app.http.requests import basic_password, client_address, share_url, wants_html
+from app.infra import metrics
 from app.services import Services
 
 log = logging.getLogger("sealdrop.downloads")

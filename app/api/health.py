@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import ServicesDep
 from app.db.session import ping
-from app.metrics import REGISTRY
+from app.http.deps import ServicesDep
+from app.infra.metrics import REGISTRY
 
 log = logging.getLogger("sealdrop.health")
 router = APIRouter(include_in_schema=False)

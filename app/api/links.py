@@ -7,16 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from pydantic import BaseModel
 
-from app import links
-from app.api.deps import ServicesDep
-from app.api.http import (
+from app.domain import links
+from app.http import csrf, qr
+from app.http.deps import ServicesDep
+from app.http.requests import (
     basic_password,
     bearer_token,
     client_address,
     header_password,
     share_url,
 )
-from app.web import csrf, qr
 
 router = APIRouter(prefix="/api/v1/links")
 # No max_length: a token of any wrong shape is a 404 (DESIGN §6), never a 400.

@@ -16,18 +16,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from app import uploads
-from app.api.deps import ServicesDep, limit_uploads
-from app.api.http import download_url, header_password, share_url, wants_json
-from app.api.multipart import MAX_OVERHEAD_BYTES, StreamingForm, field_text
-from app.api.openapi import created_answers
-from app.digits import whole_number
+from app.crypto.passwords import decode_password
+from app.domain import uploads
+from app.domain.digits import whole_number
+from app.domain.filenames import clean_content_type, clean_filename
+from app.domain.uploads import CreatedLink, UploadOptions
 from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut, UploadTooLarge
-from app.filenames import clean_content_type, clean_filename
-from app.passwords import decode_password
+from app.http import csrf
+from app.http.deps import ServicesDep, limit_uploads
+from app.http.multipart import MAX_OVERHEAD_BYTES, StreamingForm, field_text
+from app.http.openapi import created_answers
+from app.http.requests import download_url, header_password, share_url, wants_json
 from app.services import Services
-from app.uploads import CreatedLink, UploadOptions
-from app.web import csrf
 
 router = APIRouter()
 

@@ -20,7 +20,7 @@ import boto3.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app import metrics
+from app.infra import metrics
 from app.storage.base import ObjectMissing, StorageError
 from app.storage.urls import S3Location
 

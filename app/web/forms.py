@@ -1,7 +1,7 @@
 """Reading the small URL-encoded forms the pages post (the password form).
 
 The body is read with a cap and parsed to raw bytes, so that passwords are decoded the one
-way every path decodes them (`app.passwords.decode_password`).
+way every path decodes them (`app.crypto.passwords.decode_password`).
 """
 
 from __future__ import annotations

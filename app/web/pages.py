@@ -18,14 +18,14 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from app import links, tickets
-from app.api.deps import ServicesDep
-from app.api.http import basic_password, client_address, download_url, public_base, wants_html
+from app.crypto.passwords import decode_password
+from app.domain import links, tickets
+from app.domain.links import LinkView
 from app.errors import PasswordRequired, TooManyAttempts
-from app.links import LinkView
-from app.passwords import decode_password
+from app.http import csrf
+from app.http.deps import ServicesDep
+from app.http.requests import basic_password, client_address, download_url, public_base, wants_html
 from app.services import Services
-from app.web import csrf
 from app.web.format import human_size, lifetime_choices
 from app.web.forms import read_form
 

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from app import links
 from app.db.clock import db_now_plus, seconds
+from app.domain import links
 from app.services import Services
 from app.settings import Settings
 from tests.conftest import AppClient

@@ -1,4 +1,4 @@
-"""Error answers (`app/api/errors.py`): short, in the client's form, and never an error
+"""Error answers (`app/http/error_answers.py`): short, in the client's form, and never an error
 themselves, whatever the request's `Accept` says."""
 
 from __future__ import annotations

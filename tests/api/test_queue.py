@@ -14,8 +14,8 @@ import pytest
 
 from app.db.clock import db_now_plus, seconds
 from app.db.models import Job
+from app.domain.uploads import wait_until_settled
 from app.settings import Settings
-from app.uploads import wait_until_settled
 from tests.conftest import AppClient
 from tests.support.asgi import Uploaded, running_app, upload
 from tests.support.datadir import objects_root, staging_files

@@ -18,8 +18,8 @@ import pytest
 
 from app.db.clock import as_utc
 from app.db.models import Job, Link
+from app.domain.uploads import wait_until_settled
 from app.settings import Settings
-from app.uploads import wait_until_settled
 from tests.conftest import AppClient
 from tests.support.asgi import running_app, upload
 from tests.support.datadir import staging_files

@@ -29,7 +29,7 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from app.keys import new_key_entry
+from app.crypto.keys import new_key_entry
 from tests.deploy.files import (
     DOCKERFILE,
     REPO,

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app import sealing
-from app.keys import KeyRing, data_key_context, new_data_key, new_key_entry
-from app.tokens import new_id
+from app.crypto import sealing
+from app.crypto.keys import KeyRing, data_key_context, new_data_key, new_key_entry
+from app.crypto.tokens import new_id
 from tests.support.hostile import (
     HEADER,
     SEGMENT,

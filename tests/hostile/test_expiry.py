@@ -18,7 +18,7 @@ from contextlib import suppress
 import httpx
 import pytest
 
-from app.tokens import token_hash
+from app.crypto.tokens import token_hash
 from tests.support.hostile import (
     Fetched,
     Uploaded,

@@ -8,7 +8,7 @@ then a header byte a second, or a whole head and then a body byte a second, or a
 file and stop reading it. The mass attack gets an API whose header timeout (6 s) outlasts
 a well-behaved client's rounds of uploads and status queries, which must get through
 while every attacker still holds its connection. uvicorn alone closed none of them
-(app/http_protocol.py has the guard).
+(app/http/protocol.py has the guard).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from app import migrate
+from app.crypto.keys import new_key_entry
 from app.db.session import make_engine
-from app.keys import new_key_entry
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import running_app

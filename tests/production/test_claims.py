@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from sqlalchemy import func, insert, select
 
+from app.crypto.tokens import new_id, new_token, token_hash
 from app.db.clock import db_now_plus, seconds
 from app.db.models import Blob, Job, Link
 from app.db.session import transaction
 from app.services import Services, open_services
 from app.settings import Settings
-from app.tokens import new_id, new_token, token_hash
 from tests.support.rows import update_job
 from tests.support.services import PgDatabase
 from worker import janitor, queue

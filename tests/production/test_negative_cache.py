@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from app.cache_redis import RedisNegativeCache
+from app.crypto.tokens import new_token, token_hash
 from app.db.clock import db_now_plus, seconds
-from app.redis_client import GuardedRedis
+from app.infra.negative_cache_redis import RedisNegativeCache
+from app.infra.redis_client import GuardedRedis
 from app.settings import Settings
-from app.tokens import new_token, token_hash
 from tests.conftest import AppClient
 from tests.production.counting import counting_queries
 from tests.support.asgi import running_app, upload

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from app.notify_pg import PostgresNotifier
+from app.infra.notify_pg import PostgresNotifier
 from app.services import Services, open_services
 from app.settings import Settings
 from tests.support.asgi import running_app, upload

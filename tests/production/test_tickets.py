@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from app import links, tickets
+from app.domain import links, tickets
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.production.apps import running

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from app.tokens import token_hash
+from app.crypto.tokens import token_hash
 from tests.support.production import Backends, ProductionStack, s3_url
 from tests.support.stack import SWEEP_NOW, wait_until
 

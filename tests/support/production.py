@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 
-from app.keys import new_key_entry
+from app.crypto.keys import new_key_entry
 from tests.support import s3 as s3_support
 from tests.support.services import (
     PgDatabase,

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from app.crypto.tokens import token_hash
 from app.db.clock import db_now_plus, seconds
 from app.db.models import Job, Link
 from app.db.session import transaction
 from app.services import Services
-from app.tokens import token_hash
 
 
 async def link_row(services: Services, token: str) -> Link | None:

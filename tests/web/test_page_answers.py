@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from app.db.clock import db_now_plus, seconds
+from app.http.qr import qr_svg
 from app.settings import Settings
-from app.web.qr import qr_svg
 from tests.conftest import AppClient
 from tests.support.asgi import running_app, upload
 from tests.support.rows import link_row, update_link

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from app import links, tickets
-from app.keys import KeyRing, new_key_entry
+from app.crypto.keys import KeyRing, new_key_entry
+from app.domain import links, tickets
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import running_app, upload

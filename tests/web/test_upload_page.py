@@ -22,7 +22,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import func, select
 
 from app.db.models import Link
-from app.web.qr import qr_svg
+from app.http.qr import qr_svg
 from tests.support.browser import PageWatch
 from tests.support.live import LiveServer, live_server
 from tests.support.pages import (

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 
-from app.sealing import Buffer
+from app.crypto.sealing import Buffer
 
 BATCH_BYTES = 1 << 20
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 
-from app.redis_client import GuardedRedis, RedisDown
-from app.tickets import MemoryUsedTickets
+from app.infra.redis_client import GuardedRedis, RedisDown
+from app.infra.used_tickets import MemoryUsedTickets
 
 
 class RedisUsedTickets:
-    """`app.tickets.UsedTickets` in Redis, with an in-process tier."""
+    """`app.infra.used_tickets.UsedTickets` in Redis, with an in-process tier."""
 
     def __init__(self, redis: GuardedRedis) -> None:
         self._redis = redis

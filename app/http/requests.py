@@ -9,8 +9,8 @@ from urllib.parse import quote
 
 from fastapi import Request
 
+from app.crypto.passwords import decode_password
 from app.errors import BadRequest
-from app.passwords import decode_password
 from app.services import Services
 
 MAX_AUTHORIZATION_BYTES = 4096

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 
-from app import metrics
+from app.crypto.tokens import is_token_shaped, log_name, same_hash, token_hash
 from app.db.clock import as_utc, db_now, db_now_plus, seconds
 from app.db.models import Blob, Job, Link
 from app.db.session import transaction
@@ -24,8 +24,8 @@ from app.errors import (
     PasswordRequired,
     TooManyAttempts,
 )
+from app.infra import metrics
 from app.services import Services
-from app.tokens import is_token_shaped, log_name, same_hash, token_hash
 
 log = logging.getLogger("sealdrop.links")
 

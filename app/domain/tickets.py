@@ -4,71 +4,30 @@ The share page's password form never puts the password in a URL. A right passwor
 ticket instead, carried in the download URL (`/d/<token>/<name>?ticket=…`): bound to one
 link, good for one download, for at most a minute. Tickets are HMAC-signed with a key
 derived from the master key ring, so every API process can check them; a spent ticket is
-remembered in `UsedTickets` until it would have expired anyway, by what its signature
-vouches for (link, expiry and nonce), never by its text: another spelling of the same
-signed content is the same ticket. Their clock is the database's, like every other expiry.
+remembered in a `UsedTickets` store (`app.infra.used_tickets`) until it would have expired
+anyway, by what its signature vouches for (link, expiry and nonce), never by its text:
+another spelling of the same signed content is the same ticket. Their clock is the
+database's, like every other expiry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import time
-from collections import OrderedDict
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from app import signing
+from app.crypto import signing
 from app.db.clock import as_utc, db_now
 
 if TYPE_CHECKING:
-    from app.links import LinkView
+    from app.domain.links import LinkView
     from app.services import Services
 
 TICKET_SECONDS = 60
 _PURPOSE = "download-ticket"
-
-
-class UsedTickets(Protocol):
-    """Where spent tickets are remembered (in process; Redis in production)."""
-
-    async def first_use(self, ticket_id: bytes, ttl_seconds: float) -> bool:
-        """Record the ticket as spent; False if it already was (or cannot be recorded).
-
-        `ticket_id` is the SHA-256 of the ticket's signed message (`redeem` computes it),
-        the same for every spelling of one ticket, in every store.
-        """
-        ...
-
-
-class MemoryUsedTickets:
-    """Spent tickets in this process, each forgotten once it would have expired anyway."""
-
-    def __init__(self, *, max_entries: int = 100_000) -> None:
-        self._max = max_entries
-        self._deadlines: OrderedDict[bytes, float] = OrderedDict()
-
-    async def first_use(self, ticket_id: bytes, ttl_seconds: float) -> bool:
-        """True the first time `ticket_id` is seen within its lifetime."""
-        now = time.monotonic()
-        self._forget_expired(now)
-        if ticket_id in self._deadlines:
-            return False
-        if len(self._deadlines) >= self._max:
-            # Forgetting a live ticket would let it be spent twice: refuse instead.
-            return False
-        self._deadlines[ticket_id] = now + ttl_seconds
-        return True
-
-    def _forget_expired(self, now: float) -> None:
-        # Lifetimes are nearly equal, so the oldest entries expire first.
-        while self._deadlines:
-            ticket_id, deadline = next(iter(self._deadlines.items()))
-            if deadline > now:
-                return
-            del self._deadlines[ticket_id]
 
 
 async def issue(services: Services, link: LinkView) -> str:

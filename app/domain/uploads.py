@@ -18,18 +18,19 @@ from datetime import datetime
 
 from sqlalchemy import insert, select
 
-from app import metrics, sealing
+from app.crypto import sealing
+from app.crypto.digests import BackgroundDigest
+from app.crypto.keys import new_data_key, staging_key_context
+from app.crypto.tokens import log_name, new_id, new_token, token_hash
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, Link
 from app.db.session import transaction
-from app.digests import BackgroundDigest
-from app.digits import whole_number
+from app.domain.digits import whole_number
 from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
-from app.keys import new_data_key, staging_key_context
+from app.infra import metrics
 from app.services import Services
 from app.settings import parse_duration
 from app.storage.base import ObjectWriter
-from app.tokens import log_name, new_id, new_token, token_hash
 
 log = logging.getLogger("sealdrop.uploads")
 

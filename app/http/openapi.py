@@ -3,7 +3,7 @@
 A file goes out with its own stored type, so a file answer is documented as any type; an
 upload answers JSON or one line of text, as the client's `Accept` asks. FastAPI documents
 a 422 for every route with parameters, but Sealdrop answers a request that fails
-validation with 400 (`app.api.errors`), and every error of the JSON API as
+validation with 400 (`app.http.error_answers`), and every error of the JSON API as
 `{"error", "status"}`: `install` corrects the document to say so. The hostile suite's
 fuzzer (tests/hostile/test_fuzz.py) holds the API to this document.
 """

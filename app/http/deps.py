@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.http import client_address
+from app.http.requests import client_address
 from app.services import Services
 from app.settings import Settings
 

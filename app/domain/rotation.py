@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from app.crypto.keys import data_key_context, staging_key_context
 from app.db.models import Blob, Job
 from app.db.session import transaction
-from app.keys import data_key_context, staging_key_context
 from app.services import Services
 
 BATCH = 500

@@ -20,7 +20,7 @@ from functools import lru_cache
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from app.keys import KeyRing
+from app.crypto.keys import KeyRing
 
 _INFO_PREFIX = b"sealdrop/hmac/v1:"
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")

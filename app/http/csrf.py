@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from fastapi import Request, Response
 
-from app import signing
-from app.api.deps import ServicesDep
+from app.crypto import signing
 from app.errors import Forbidden
+from app.http.deps import ServicesDep
 from app.services import Services
 
 COOKIE = "sealdrop_csrf"

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.notify import Notifier
+from app.infra.notify import Notifier
 
 log = logging.getLogger("sealdrop.notify")
 

@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.errors import TooManyAttempts
-from app.redis_client import GuardedRedis, RedisDown
+from app.infra.redis_client import GuardedRedis, RedisDown
 from app.settings import Settings
 
 MEMORY_MAX_KEYS = 100_000

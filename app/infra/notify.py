@@ -1,7 +1,7 @@
 """Wake-ups between the API and the workers: "a job was queued", "a link settled".
 
 In embedded mode both sides live in one process and asyncio primitives are enough. In
-production, `app.notify_pg` relays the same two signals across processes with PostgreSQL
+production, `app.infra.notify_pg` relays the same two signals across processes with PostgreSQL
 LISTEN/NOTIFY and feeds them into this class. A lost wake-up costs latency, never work:
 workers also poll slowly, and upload waiters re-check the database when they wake.
 """

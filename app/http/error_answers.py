@@ -18,7 +18,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.http import wants_json
 from app.errors import (
     BlobCorrupted,
     NotReady,
@@ -29,6 +28,7 @@ from app.errors import (
     Unavailable,
     UploadTimedOut,
 )
+from app.http.requests import wants_json
 from app.storage.base import ObjectMissing, StorageError
 
 log = logging.getLogger("sealdrop.api")

@@ -13,11 +13,12 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from app import links, sealing
-from app.digits import whole_number
+from app.crypto import sealing
+from app.crypto.keys import KeyRingError, data_key_context
+from app.domain import links
+from app.domain.digits import whole_number
+from app.domain.links import BlobRef, LinkView
 from app.errors import BlobCorrupted, LinkGone, RangeNotSatisfiable
-from app.keys import KeyRingError, data_key_context
-from app.links import BlobRef, LinkView
 from app.services import Services
 from app.storage.base import ObjectMissing
 from app.storage.readahead import read_ahead

@@ -8,8 +8,8 @@ holds what the database would say.
 
 from __future__ import annotations
 
-from app.cache import MemoryNegativeCache
-from app.redis_client import GuardedRedis, RedisDown
+from app.infra.negative_cache import MemoryNegativeCache
+from app.infra.redis_client import GuardedRedis, RedisDown
 
 LOCAL_TTL_SECONDS = 2.0
 LOCAL_MAX_ENTRIES = 10_000
@@ -17,7 +17,7 @@ _STATUSES = frozenset({404, 410})
 
 
 class RedisNegativeCache:
-    """`app.cache.NegativeCache` in Redis (`<prefix>neg:<hex hash>`), with a local tier."""
+    """`NegativeCache` in Redis (`<prefix>neg:<hex hash>`), with a local tier."""
 
     def __init__(
         self,
