@@ -2,7 +2,9 @@
 
 Every test gets its own data folder (SQLite database, objects, key file), so no test
 depends on another's state. `client` drives the real ASGI app with httpx, the app's
-lifespan running exactly as under uvicorn (migrations, the in-process worker).
+lifespan running exactly as under uvicorn (migrations, the in-process worker);
+`idle_client` is the same app with its worker off, so links stay pending until a test
+claims their jobs (the HTTP contract tests and the queue and janitor tests use it).
 `shared_stacks` holds the session's running stacks (one per mode) for the suites that
 talk to real processes.
 """
@@ -13,12 +15,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from app.main import create_app
-from app.services import Services
 from app.settings import Settings
+from tests.support.asgi import AppClient, running_app
 from tests.support.shared_stacks import SharedStacks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,21 +47,28 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
-class AppClient(httpx.AsyncClient):
-    """An httpx client bound to a running app, with its services at hand."""
-
-    services: Services
-
-
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AppClient]:
     """The real app, lifespan started, behind an httpx client (ASGI, no socket)."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with AppClient(transport=transport, base_url="http://sealdrop.test") as http:
-            http.services = app.state.services
-            yield http
+    async with running_app(settings) as http:
+        yield http
+
+
+@pytest.fixture
+def idle_settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Embedded settings with no worker: uploads stay pending until a test acts.
+
+    With the worker off nothing seals in the background: a test decides when (and
+    whether) jobs are claimed, and uploads answer at once (no wait for sealing).
+    """
+    return make_settings(worker="off", upload_wait_seconds=0)
+
+
+@pytest.fixture
+async def idle_client(idle_settings: Settings) -> AsyncIterator[AppClient]:
+    """The app with its worker off."""
+    async with running_app(idle_settings) as http:
+        yield http
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """Running the real app for a test, and uploading through it.
 
-`running_app` starts the app exactly as the `client` fixture of `tests/conftest.py` does,
-for settings a test builds itself. `upload` sends a `PUT` and returns the secrets of the
-created link from its JSON answer.
+`running_app` starts the app for settings a test builds itself; the `client` and
+`idle_client` fixtures of `tests/conftest.py` are made with it. `upload` sends a `PUT` and
+returns the secrets of the created link from its JSON answer.
 """
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ from typing import Any
 import httpx
 
 from app.main import create_app
+from app.services import Services
 from app.settings import Settings
-from tests.conftest import AppClient
+
+
+class AppClient(httpx.AsyncClient):
+    """An httpx client bound to a running app, with its services at hand."""
+
+    services: Services
 
 
 @asynccontextmanager

@@ -34,7 +34,7 @@ from app.crypto.sealing import (
     seal,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((REPO / "tests" / "vectors" / "sealed-v1.json").read_text())
 CASES = VECTORS["cases"]
 

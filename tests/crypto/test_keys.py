@@ -26,7 +26,7 @@ from app.crypto.keys import (
 )
 from app.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((REPO / "tests" / "vectors" / "sealed-v1.json").read_text())
 KEY_WRAP = VECTORS["key_wrap"]
 
