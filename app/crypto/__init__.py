@@ -1,2 +1,3 @@
-"""Cryptography with no I/O: the sealed-blob format, the key ring, signatures, tokens,
-password hashing and digests. Imports nothing of the project but settings and errors."""
+"""Cryptography: the sealed-blob format (`sealing`: pure, no I/O), the key ring (`keys`,
+which also reads and creates the embedded key file), signatures, tokens, password hashing
+and digests. Imports nothing of the project but settings and errors."""
