@@ -16,7 +16,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, delete, exists, or_, select, update
 
 from app.db.clock import db_now, db_now_plus, seconds
-from app.db.models import Blob, Job, Link
+from app.db.models import (
+    ENDED_LINK_STATES,
+    LIVE_JOB_STATES,
+    Blob,
+    Job,
+    JobState,
+    Link,
+    LinkState,
+)
 from app.db.session import transaction
 from app.services import Services
 from worker import queue
@@ -80,8 +88,8 @@ def _needs_purge(grace: float) -> object:
         Link.purged_at.is_(None),
         or_(
             Link.expires_at < past_grace,
-            Link.state.in_(("deleted", "failed")),
-            and_(used_up, Link.state == "ready"),
+            Link.state.in_(ENDED_LINK_STATES),
+            and_(used_up, Link.state == LinkState.READY),
         ),
     )
 
@@ -108,7 +116,7 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
             update(Link)
             .where(Link.id == link_id, Link.purged_at.is_(None))
             .values(
-                state="deleted",
+                state=LinkState.DELETED,
                 filename=None,
                 content_type=None,
                 size=None,
@@ -125,7 +133,7 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
         jobs = (
             await session.execute(
                 delete(Job)
-                .where(Job.link_id == link_id, Job.state.in_(("queued", "running")))
+                .where(Job.link_id == link_id, Job.state.in_(LIVE_JOB_STATES))
                 .returning(Job.id, Job.attempt_blob_id, Job.attempt_upload_id)
             )
         ).all()
@@ -176,7 +184,7 @@ async def sweep_orphans(services: Services) -> list[str]:
 async def _job_uses_staging(services: Services, job_id: str) -> bool:
     async with services.sessions() as session:
         found = await session.scalar(
-            select(exists().where(Job.id == job_id, Job.state.in_(("queued", "running"))))
+            select(exists().where(Job.id == job_id, Job.state.in_(LIVE_JOB_STATES)))
         )
     return bool(found)
 
@@ -187,7 +195,7 @@ async def _blob_known(services: Services, blob_id: str) -> bool:
             select(
                 or_(
                     exists().where(Blob.id == blob_id),
-                    exists().where(Job.attempt_blob_id == blob_id, Job.state == "running"),
+                    exists().where(Job.attempt_blob_id == blob_id, Job.state == JobState.RUNNING),
                 )
             )
         )

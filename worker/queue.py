@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, u
 
 from app.crypto.tokens import new_id
 from app.db.clock import as_utc, db_now, db_now_plus, seconds
-from app.db.models import Blob, Job, Link
+from app.db.models import Blob, Job, JobState, Link, LinkState
 from app.db.session import transaction
 from app.infra import metrics
 from app.services import Services
@@ -64,18 +64,18 @@ class ExhaustedJob:
 
 
 def _abandoned() -> ColumnElement[bool]:
-    return and_(Job.state == "running", Job.lease_expires_at < db_now())
+    return and_(Job.state == JobState.RUNNING, Job.lease_expires_at < db_now())
 
 
 def _claimable(max_attempts: int) -> ColumnElement[bool]:
-    waiting = and_(Job.state == "queued", Job.run_after <= db_now())
+    waiting = and_(Job.state == JobState.QUEUED, Job.run_after <= db_now())
     return and_(or_(waiting, _abandoned()), Job.attempts < max_attempts)
 
 
 def _exhausted(max_attempts: int) -> ColumnElement[bool]:
     # What no claim will take again (`_claimable`'s complement among live jobs): a queued
     # job waits for nothing once its attempts are spent, whatever its `run_after`.
-    return and_(or_(Job.state == "queued", _abandoned()), Job.attempts >= max_attempts)
+    return and_(or_(Job.state == JobState.QUEUED, _abandoned()), Job.attempts >= max_attempts)
 
 
 def _fenced(job: ClaimedJob) -> ColumnElement[bool]:
@@ -83,7 +83,7 @@ def _fenced(job: ClaimedJob) -> ColumnElement[bool]:
         Job.id == job.id,
         Job.attempts == job.attempt,
         Job.lease_owner == job.owner,
-        Job.state == "running",
+        Job.state == JobState.RUNNING,
     )
 
 
@@ -115,7 +115,7 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
                 update(Job)
                 .where(Job.id == candidate.id, Job.attempts == candidate.attempts)
                 .values(
-                    state="running",
+                    state=JobState.RUNNING,
                     attempts=Job.attempts + 1,
                     lease_owner=owner,
                     lease_expires_at=db_now_plus(seconds(settings.job_lease_seconds)),
@@ -149,7 +149,7 @@ async def depth(services: Services) -> int:
     """How many jobs are queued (runnable now or after a back-off)."""
     async with services.sessions() as session:
         count = await session.scalar(
-            select(func.count()).select_from(Job).where(Job.state == "queued")
+            select(func.count()).select_from(Job).where(Job.state == JobState.QUEUED)
         )
     return int(count or 0)
 
@@ -177,7 +177,7 @@ async def release(services: Services, job: ClaimedJob) -> bool:
     return await _fenced_update(
         services,
         job,
-        state="queued",
+        state=JobState.QUEUED,
         attempts=Job.attempts - 1,
         lease_owner=None,
         lease_expires_at=None,
@@ -213,8 +213,8 @@ async def finish(services: Services, job: ClaimedJob, blob: SealedBlob) -> bool:
             )
             link = await session.execute(
                 update(Link)
-                .where(Link.id == job.link_id, Link.state == "pending")
-                .values(state="ready", blob_id=job.blob_id)
+                .where(Link.id == job.link_id, Link.state == LinkState.PENDING)
+                .values(state=LinkState.READY, blob_id=job.blob_id)
             )
             done = await session.execute(delete(Job).where(_fenced(job)))
             if link.rowcount != 1 or done.rowcount != 1:  # type: ignore[attr-defined]
@@ -230,7 +230,7 @@ async def retry_later(services: Services, job: ClaimedJob, error: str) -> bool:
     return await _fenced_update(
         services,
         job,
-        state="queued",
+        state=JobState.QUEUED,
         lease_owner=None,
         lease_expires_at=None,
         run_after=db_now_plus(seconds(min(backoff, 600))),
@@ -281,14 +281,14 @@ async def _fail(
         async with transaction(services.sessions, immediate=True) as session:
             await session.execute(
                 update(Link)
-                .where(Link.id == link_id, Link.state == "pending")
-                .values(state="failed")
+                .where(Link.id == link_id, Link.state == LinkState.PENDING)
+                .values(state=LinkState.FAILED)
             )
             result = await session.execute(
                 update(Job)
                 .where(job_condition)
                 .values(
-                    state="failed",
+                    state=JobState.FAILED,
                     lease_owner=None,
                     lease_expires_at=None,
                     staging_key_id=None,

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from app.crypto.passwords import decode_password
+from app.db.models import LinkState
 from app.domain import uploads
 from app.domain.digits import whole_number
 from app.domain.filenames import clean_content_type, clean_filename
@@ -237,9 +238,9 @@ async def _answer(
             )
         finally:
             services.upload_waiters -= 1
-    if state == "failed":
+    if state == LinkState.FAILED:
         raise Unavailable(message="the file could not be sealed; please upload it again")
-    status = 201 if state == "ready" else 202
+    status = 201 if state == LinkState.READY else 202
     url = share_url(request, services, created.token)
     direct = download_url(request, services, created.token, name)
     headers = {

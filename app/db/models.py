@@ -1,12 +1,15 @@
-"""SQLAlchemy 2.0 models of DESIGN §3: links, blobs and jobs.
+"""SQLAlchemy 2.0 models of DESIGN §3: links, blobs and jobs, and the states they go through.
 
 Timestamps are written and compared by the database clock (see `app.db.clock`), never by
-the pod's. Token and manage-token hashes are 32 raw SHA-256 bytes.
+the pod's. Token and manage-token hashes are 32 raw SHA-256 bytes. A state is stored as
+its plain string (`LinkState.READY` is `ready` in the row) and read back as its member.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -18,7 +21,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.db.clock import db_now
@@ -32,6 +37,52 @@ NAMING_CONVENTION = {
 }
 
 Timestamp = DateTime(timezone=True)
+
+
+class LinkState(StrEnum):
+    """Where a link is in its life: sealed or not, and whether it can still serve."""
+
+    PENDING = "pending"  # staged, its job not finished yet
+    READY = "ready"  # sealed into its blob: it serves
+    FAILED = "failed"  # its job gave up; it never serves
+    DELETED = "deleted"  # deleted by its owner, or purged (a tombstone)
+
+
+class JobState(StrEnum):
+    """Where a job is: waiting, held by a worker under a lease, or given up.
+
+    A finished job has no state: its row is deleted in the finishing transaction.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FAILED = "failed"
+
+
+# A job that may still write: its staged object and its attempt's blob are in use.
+LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
+# A link in one of these never serves again, whatever its expiry.
+ENDED_LINK_STATES = (LinkState.DELETED, LinkState.FAILED)
+
+_State = TypeVar("_State", bound=StrEnum)
+
+
+class StateString(TypeDecorator[_State]):
+    """A state column: the plain string in the row (`VARCHAR(16)`, as the migrations made
+    it), the enum member in Python. Writing a string that names no state is refused."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, states: type[_State]) -> None:
+        super().__init__()
+        self.states = states
+
+    def process_bind_param(self, value: _State | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.states(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> _State | None:
+        return None if value is None else self.states(value)
 
 
 class Base(DeclarativeBase):
@@ -57,8 +108,8 @@ class Blob(Base):
 class Link(Base):
     """A share link: public metadata, hashed secrets, limits and state.
 
-    `state` is one of pending, ready, failed, deleted. A purged link keeps its row as a
-    tombstone (file fields cleared, `blob_id` null) so its token answers 410 for a while.
+    `state` is a `LinkState`. A purged link keeps its row as a tombstone (file fields
+    cleared, `blob_id` null) so its token answers 410 for a while.
     """
 
     __tablename__ = "links"
@@ -75,7 +126,7 @@ class Link(Base):
     download_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[LinkState] = mapped_column(StateString(LinkState), default=LinkState.PENDING)
     blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id", ondelete="SET NULL"))
     purged_at: Mapped[datetime | None] = mapped_column(Timestamp)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -95,7 +146,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default="seal")
     link_id: Mapped[str] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"))
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[JobState] = mapped_column(StateString(JobState), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     run_after: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
     lease_owner: Mapped[str | None] = mapped_column(String(64))

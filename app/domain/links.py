@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 
 from app.crypto.tokens import is_token_shaped, log_name, same_hash, token_hash
 from app.db.clock import as_utc, db_now, db_now_plus, seconds
-from app.db.models import Blob, Job, Link
+from app.db.models import ENDED_LINK_STATES, LIVE_JOB_STATES, Blob, Job, Link, LinkState
 from app.db.session import transaction
 from app.errors import (
     Forbidden,
@@ -57,7 +57,7 @@ class LinkView:
     max_downloads: int | None
     download_count: int
     expires_at: datetime
-    state: str
+    state: LinkState
     blob: BlobRef | None
     locked_for: float = 0.0  # seconds the password lock still runs, by the database clock
 
@@ -97,7 +97,7 @@ async def resolve(services: Services, token: str) -> LinkView:
         await services.cache.put(hashed, 404)
         raise LinkNotFound()
     link, blob, alive, now = row
-    if not alive or link.state in ("deleted", "failed") or link.purged_at is not None:
+    if not alive or link.state in ENDED_LINK_STATES or link.purged_at is not None:
         await services.cache.put(hashed, 410)
         raise LinkGone()
     if link.max_downloads is not None and link.download_count >= link.max_downloads:
@@ -245,7 +245,7 @@ async def _reset_attempts(services: Services, link: LinkView) -> None:
 
 def require_ready(link: LinkView) -> BlobRef:
     """The link's blob, or NotReady while it is still being sealed."""
-    if link.state != "ready" or link.blob is None:
+    if link.state != LinkState.READY or link.blob is None:
         raise NotReady()
     return link.blob
 
@@ -254,7 +254,7 @@ def _servable(link_id: str) -> ColumnElement[bool]:
     """The link may still be downloaded: ready, not expired, not used up."""
     return and_(
         Link.id == link_id,
-        Link.state == "ready",
+        Link.state == LinkState.READY,
         Link.expires_at > db_now(),
         or_(Link.max_downloads.is_(None), Link.download_count < Link.max_downloads),
     )
@@ -303,14 +303,16 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
             raise LinkNotFound()
         if manage_token is None or not _is_manage_token(link.manage_token_hash, manage_token):
             raise Forbidden()
-        if link.state == "deleted":
+        if link.state == LinkState.DELETED:
             raise LinkGone()
-        await session.execute(update(Link).where(Link.id == link.id).values(state="deleted"))
+        await session.execute(
+            update(Link).where(Link.id == link.id).values(state=LinkState.DELETED)
+        )
         cancelled = (
             (
                 await session.execute(
                     delete(Job)
-                    .where(Job.link_id == link.id, Job.state.in_(("queued", "running")))
+                    .where(Job.link_id == link.id, Job.state.in_(LIVE_JOB_STATES))
                     .returning(Job.id)
                 )
             )

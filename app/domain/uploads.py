@@ -23,7 +23,7 @@ from app.crypto.digests import BackgroundDigest
 from app.crypto.keys import new_data_key, staging_key_context
 from app.crypto.tokens import log_name, new_id, new_token, token_hash
 from app.db.clock import as_utc, db_now_plus, seconds
-from app.db.models import Job, Link
+from app.db.models import Job, JobState, Link, LinkState
 from app.db.session import transaction
 from app.domain.digits import whole_number
 from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
@@ -58,7 +58,7 @@ class CreatedLink:
     token: str
     manage_token: str
     expires_at: datetime
-    state: str
+    state: LinkState
     size: int
     sha256: bytes
 
@@ -212,7 +212,7 @@ async def _create_rows(
                 password_hash=password_hash,
                 max_downloads=options.max_downloads,
                 expires_at=db_now_plus(seconds(options.ttl_seconds)),
-                state="pending",
+                state=LinkState.PENDING,
             )
         )
         await session.execute(
@@ -220,7 +220,7 @@ async def _create_rows(
                 id=staged.job_id,
                 kind="seal",
                 link_id=link_id,
-                state="queued",
+                state=JobState.QUEUED,
                 staging_key_id=staged.key_id,
                 staging_wrapped_key=staged.wrapped_key,
             )
@@ -233,13 +233,13 @@ async def _create_rows(
         token=token,
         manage_token=manage_token,
         expires_at=as_utc(expires_at),
-        state="pending",
+        state=LinkState.PENDING,
         size=staged.size,
         sha256=staged.sha256,
     )
 
 
-async def wait_until_settled(services: Services, link_id: str, at_most: float) -> str:
+async def wait_until_settled(services: Services, link_id: str, at_most: float) -> LinkState:
     """Wait (holding no database connection) until the link is no longer pending.
 
     Returns the link's state at the end: `ready`, `failed`, or still `pending` on timeout.
@@ -250,7 +250,7 @@ async def wait_until_settled(services: Services, link_id: str, at_most: float) -
         while True:
             state = await _link_state(services, link_id)
             remaining = deadline - loop.time()
-            if state != "pending" or remaining <= 0:
+            if state != LinkState.PENDING or remaining <= 0:
                 return state
             # Wake on the notification, or re-check now and then in case one was lost.
             with contextlib.suppress(TimeoutError):
@@ -258,7 +258,7 @@ async def wait_until_settled(services: Services, link_id: str, at_most: float) -
             settled.clear()
 
 
-async def _link_state(services: Services, link_id: str) -> str:
+async def _link_state(services: Services, link_id: str) -> LinkState:
     async with services.sessions() as session:
         state = await session.scalar(select(Link.state).where(Link.id == link_id))
-    return state or "deleted"
+    return state or LinkState.DELETED

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.db.models import LinkState
 from app.errors import (
     BlobCorrupted,
     NotReady,
@@ -87,7 +88,7 @@ def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
     if isinstance(error, TooManyAttempts | NotReady | Unavailable):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, NotReady):
-        headers["Sealdrop-State"] = "pending"
+        headers["Sealdrop-State"] = LinkState.PENDING
     if isinstance(error, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{error.size}"
     if isinstance(error, UploadTimedOut):

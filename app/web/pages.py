@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from app.crypto.passwords import decode_password
+from app.db.models import LinkState
 from app.domain import links, tickets
 from app.domain.links import LinkView
 from app.errors import PasswordRequired, TooManyAttempts
@@ -160,7 +161,7 @@ def _password_page(
 
 async def _file_page(request: Request, services: Services, link: LinkView, token: str) -> Response:
     url = download_url(request, services, token, link.filename)
-    ready = link.state == "ready"
+    ready = link.state == LinkState.READY
     ticket_seconds = None
     if link.protected and ready:
         url = f"{url}?ticket={await tickets.issue(services, link)}"

@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select
 
 from app.crypto.tokens import new_id, new_token, token_hash
 from app.db.clock import db_now_plus, seconds
-from app.db.models import Blob, Job, Link
+from app.db.models import Blob, Job, Link, LinkState
 from app.db.session import transaction
 from app.services import Services, open_services
 from app.settings import Settings
@@ -53,7 +53,7 @@ async def queue_jobs(services: Services, count: int) -> list[str]:
                     manage_token_hash=token_hash(new_token()),
                     size=0,
                     expires_at=db_now_plus(seconds(3600)),
-                    state="pending",
+                    state=LinkState.PENDING,
                 )
             )
             await session.execute(insert(Job).values(id=job_id, link_id=link_id))
