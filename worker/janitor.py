@@ -27,6 +27,14 @@ from app.db.models import (
 )
 from app.db.session import transaction
 from app.services import Services
+from app.storage.object_keys import (
+    BLOBS_PREFIX,
+    STAGING_PREFIX,
+    blob_id_of,
+    blob_object_key,
+    job_id_of,
+    staging_object_key,
+)
 from worker import queue
 
 log = logging.getLogger("sealdrop.janitor")
@@ -68,7 +76,7 @@ async def fail_exhausted_jobs(services: Services) -> int:
             continue
         failed += 1
         await _delete_attempt(services, job.attempt_blob_id, job.attempt_upload_id)
-        await services.staging.delete(f"staging/{job.id}")
+        await services.staging.delete(staging_object_key(job.id))
         await services.notifier.link_settled(job.link_id)
     return failed
 
@@ -77,8 +85,8 @@ async def _delete_attempt(services: Services, blob_id: str | None, upload_id: st
     if blob_id is None:
         return
     if upload_id:
-        await services.blobs.abort_upload(f"blobs/{blob_id}", upload_id)
-    await services.blobs.delete(f"blobs/{blob_id}")
+        await services.blobs.abort_upload(blob_object_key(blob_id), upload_id)
+    await services.blobs.delete(blob_object_key(blob_id))
 
 
 def _needs_purge(grace: float) -> object:
@@ -141,10 +149,10 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
             await session.execute(delete(Blob).where(Blob.id == blob_id))
     # The rows are gone (keys shredded); now the objects.
     if blob_id is not None:
-        await services.blobs.delete(f"blobs/{blob_id}")
+        await services.blobs.delete(blob_object_key(blob_id))
     for job in jobs:
         await _delete_attempt(services, job.attempt_blob_id, job.attempt_upload_id)
-        await services.staging.delete(f"staging/{job.id}")
+        await services.staging.delete(staging_object_key(job.id))
     return True
 
 
@@ -168,17 +176,25 @@ async def sweep_orphans(services: Services) -> list[str]:
     """Delete staging and blob objects that no row knows, once they are old enough."""
     max_age = services.settings.sweep_age_seconds
     swept: list[str] = []
-    async for info in services.staging.list("staging/"):
-        job_id = info.key.removeprefix("staging/")
-        if _old(info.modified, max_age) and not await _job_uses_staging(services, job_id):
+    async for info in services.staging.list(STAGING_PREFIX):
+        if _old(info.modified, max_age) and not await _staging_object_known(services, info.key):
             await services.staging.delete(info.key)
             swept.append(info.key)
-    async for info in services.blobs.list("blobs/"):
-        blob_id = info.key.removeprefix("blobs/")
-        if _old(info.modified, max_age) and not await _blob_known(services, blob_id):
+    async for info in services.blobs.list(BLOBS_PREFIX):
+        if _old(info.modified, max_age) and not await _blob_object_known(services, info.key):
             await services.blobs.delete(info.key)
             swept.append(info.key)
     return swept
+
+
+async def _staging_object_known(services: Services, key: str) -> bool:
+    job_id = job_id_of(key)
+    return job_id is not None and await _job_uses_staging(services, job_id)
+
+
+async def _blob_object_known(services: Services, key: str) -> bool:
+    blob_id = blob_id_of(key)
+    return blob_id is not None and await _blob_known(services, blob_id)
 
 
 async def _job_uses_staging(services: Services, job_id: str) -> bool:
@@ -214,15 +230,12 @@ async def abort_stale_uploads(services: Services) -> int:
     aborted = 0
     stores = {id(services.staging): services.staging, id(services.blobs): services.blobs}
     for store in stores.values():
-        for prefix in ("staging/", "blobs/"):
+        for prefix in (STAGING_PREFIX, BLOBS_PREFIX):
             async for pending in store.list_pending_uploads(prefix):
-                if not _old(pending.started, max_age) or await _write_known(services, pending.key):
+                # Only a job's write is known by a row (its running attempt's blob id).
+                old = _old(pending.started, max_age)
+                if not old or await _blob_object_known(services, pending.key):
                     continue
                 await store.abort_upload(pending.key, pending.upload_id)
                 aborted += 1
     return aborted
-
-
-async def _write_known(services: Services, key: str) -> bool:
-    blob_id = key.removeprefix("blobs/")
-    return blob_id != key and await _blob_known(services, blob_id)

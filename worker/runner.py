@@ -16,6 +16,7 @@ from contextlib import suppress
 from app.crypto.tokens import new_id
 from app.infra import metrics
 from app.services import Services
+from app.storage.object_keys import staging_object_key
 from worker import janitor, queue, seal
 from worker.queue import ClaimedJob
 
@@ -141,7 +142,7 @@ class Worker:
             log.info("job %s sealed (attempt %d)", job.id, job.attempt)
             # The waiting uploader hears first; removing the staged copy is not its business.
             await services.notifier.link_settled(job.link_id)
-            await services.staging.delete(f"staging/{job.id}")
+            await services.staging.delete(staging_object_key(job.id))
         else:
             log.warning("job %s: commit refused (link deleted or lease lost)", job.id)
 
@@ -183,7 +184,7 @@ class Worker:
     async def _give_up(self, job: ClaimedJob, error: str) -> None:
         log.error("job %s failed for good: %s", job.id, error)
         if await queue.fail(self.services, job, error):
-            await self.services.staging.delete(f"staging/{job.id}")
+            await self.services.staging.delete(staging_object_key(job.id))
             await self.services.notifier.link_settled(job.link_id)
 
     async def _queue_depth_loop(self) -> None:

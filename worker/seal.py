@@ -15,6 +15,7 @@ from app.crypto import sealing
 from app.crypto.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
 from app.services import Services
 from app.storage.base import ObjectMissing, ObjectWriter
+from app.storage.object_keys import blob_object_key, staging_object_key
 from app.storage.readahead import read_ahead
 from worker import queue
 from worker.queue import ClaimedJob, SealedBlob
@@ -28,7 +29,7 @@ async def clean_previous_attempt(services: Services, job: ClaimedJob) -> None:
     """Remove what an earlier, dead attempt at this job may have left in the blob store."""
     if job.previous_blob_id is None:
         return
-    key = f"blobs/{job.previous_blob_id}"
+    key = blob_object_key(job.previous_blob_id)
     if job.previous_upload_id:
         await services.blobs.abort_upload(key, job.previous_upload_id)
     await services.blobs.delete(key)
@@ -46,7 +47,7 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
     )
     layout = sealing.Layout(job.size, services.settings.segment_log2)
     writer = await services.blobs.open_writer(
-        f"blobs/{job.blob_id}", size_hint=layout.ciphertext_size
+        blob_object_key(job.blob_id), size_hint=layout.ciphertext_size
     )
     try:
         if not await queue.record_upload_id(services, job, writer.upload_id):
@@ -80,7 +81,7 @@ def _staging_key(services: Services, job: ClaimedJob) -> bytes:
 
 async def _read_staging_header(services: Services, job: ClaimedJob) -> bytes:
     try:
-        chunks = [c async for c in services.staging.read(f"staging/{job.id}", 0, 16)]
+        chunks = [c async for c in services.staging.read(staging_object_key(job.id), 0, 16)]
     except ObjectMissing:
         raise PermanentFailure("the staged upload is missing") from None
     return b"".join(chunks)
@@ -106,7 +107,7 @@ async def _reseal(
     # sealed segment each live in one reused buffer, so no size of file allocates more.
     chunks = read_ahead(
         services.staging.read(
-            f"staging/{job.id}",
+            staging_object_key(job.id),
             sealing.HEADER_SIZE,
             layout.ciphertext_size - sealing.HEADER_SIZE,
             chunk_size=layout.segment_size + sealing.TAG_SIZE,

@@ -21,6 +21,7 @@ from app.domain.links import BlobRef, LinkView
 from app.errors import BlobCorrupted, LinkGone, RangeNotSatisfiable
 from app.services import Services
 from app.storage.base import ObjectMissing
+from app.storage.object_keys import blob_object_key
 from app.storage.readahead import read_ahead
 
 log = logging.getLogger("sealdrop.downloads")
@@ -145,7 +146,10 @@ async def _plaintext(
     # The next segment is read while this one is decrypted and sent.
     sealed_chunks = read_ahead(
         services.blobs.read(
-            f"blobs/{blob.id}", offset, length, chunk_size=layout.segment_size + sealing.TAG_SIZE
+            blob_object_key(blob.id),
+            offset,
+            length,
+            chunk_size=layout.segment_size + sealing.TAG_SIZE,
         )
     )
     index = segments.start

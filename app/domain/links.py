@@ -26,6 +26,7 @@ from app.errors import (
 )
 from app.infra import metrics
 from app.services import Services
+from app.storage.object_keys import staging_object_key
 
 log = logging.getLogger("sealdrop.links")
 
@@ -320,7 +321,7 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
             .all()
         )
     for job_id in cancelled:
-        await services.staging.delete(f"staging/{job_id}")
+        await services.staging.delete(staging_object_key(job_id))
     await services.cache.put(hashed, 410)
     log.info("link=%s deleted by its owner", log_name(hashed))
 

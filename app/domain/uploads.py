@@ -31,6 +31,7 @@ from app.infra import metrics
 from app.services import Services
 from app.settings import parse_duration
 from app.storage.base import ObjectWriter
+from app.storage.object_keys import staging_object_key
 
 log = logging.getLogger("sealdrop.uploads")
 
@@ -126,7 +127,7 @@ async def receive_upload(
         )
         created = await _create_rows(services, chosen, staged, password_hash)
     except BaseException:
-        await asyncio.shield(services.staging.delete(f"staging/{staged.job_id}"))
+        await asyncio.shield(services.staging.delete(staging_object_key(staged.job_id)))
         raise
     await services.cache.forget(token_hash(created.token))
     await services.notifier.job_queued()
@@ -140,7 +141,7 @@ async def _stage(
     job_id = new_id()
     staging_key = new_data_key()
     key_id, wrapped = services.keys.wrap(staging_key, staging_key_context(job_id))
-    writer = await services.staging.open_writer(f"staging/{job_id}", size_hint=declared_size)
+    writer = await services.staging.open_writer(staging_object_key(job_id), size_hint=declared_size)
     try:
         async with _upload_deadline(services.settings.max_upload_seconds):
             size, digest = await _seal_into(services, writer, staging_key, body, declared_size)

@@ -1,9 +1,10 @@
 """The object-store interface that the domain and the worker code against.
 
 An object store keeps immutable objects under full keys (`staging/<job id>`,
-`blobs/<blob id>`). Objects are written through an `ObjectWriter` and appear atomically
-under their key on `commit`; reads are ranged and streamed in fixed-size chunks, so memory
-stays bounded whatever the object size. Backends: `local` (a folder) and `s3`.
+`blobs/<blob id>`: `app.storage.object_keys` builds them). Objects are written through an
+`ObjectWriter` and appear atomically under their key on `commit`; reads are ranged and
+streamed in fixed-size chunks, so memory stays bounded whatever the object size.
+Backends: `local` (a folder) and `s3`.
 """
 
 from __future__ import annotations

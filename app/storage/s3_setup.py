@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from app.settings import S3_LIFECYCLE_DAYS
 from app.storage.base import StorageError
+from app.storage.object_keys import STAGING_PREFIX
 from app.storage.s3_client import S3Calls
 from app.storage.urls import S3Location, parse_store_url
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
         PublicAccessBlockConfigurationTypeDef,
     )
 
-STAGING_PREFIX = "staging/"
 EXPIRE_STAGING_RULE = "sealdrop-expire-staging"
 ABORT_UPLOADS_RULE = "sealdrop-abort-incomplete-uploads"
 _MISSING_BUCKET = frozenset({"404", "NoSuchBucket", "NotFound"})

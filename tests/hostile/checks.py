@@ -16,8 +16,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from app.storage.object_keys import STAGING_PREFIX
 from tests.support.production import ProductionStack
-from tests.support.stack import STAGING_PREFIX, wait_until
+from tests.support.stack import wait_until
 
 SETTLE_SECONDS = 15.0
 _addresses = itertools.count(1)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from app.crypto.tokens import token_hash
+from app.storage import object_keys
 from tests.support.production import Backends, ProductionStack, s3_url
 from tests.support.stack import SWEEP_NOW, wait_until
 
@@ -221,7 +222,7 @@ def sha256(data: bytes) -> str:
 def blob_key(stack: ProductionStack, token: str) -> str:
     """The object key of a ready link's blob."""
     row = wait_ready(stack, token)
-    return f"blobs/{row.blob_id}"
+    return object_keys.blob_object_key(row.blob_id)
 
 
 _clients: dict[int, S3Client] = {}
@@ -255,8 +256,8 @@ def pending_uploads(stack: ProductionStack, prefix: str) -> list[str]:
 
 def assert_objects_match_rows(stack: ProductionStack) -> None:
     """Every object under blobs/ has a `blobs` row (nothing half-written is visible)."""
-    rows = {f"blobs/{row[0]}" for row in stack.sql("SELECT id FROM blobs")}
-    stray = set(objects(stack, "blobs/")) - rows
+    rows = {object_keys.blob_object_key(row[0]) for row in stack.sql("SELECT id FROM blobs")}
+    stray = set(objects(stack, object_keys.BLOBS_PREFIX)) - rows
     assert not stray, f"objects with no blobs row: {sorted(stray)}"
 
 

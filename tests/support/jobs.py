@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.services import Services
+from app.storage.object_keys import staging_object_key
 from worker import queue, seal
 
 
@@ -12,6 +13,6 @@ async def seal_queued(services: Services, owner: str = "test-worker") -> int:
     while (job := await queue.claim(services, owner)) is not None:
         blob = await seal.seal_attempt(services, job)
         assert await queue.finish(services, job, blob)
-        await services.staging.delete(f"staging/{job.id}")
+        await services.staging.delete(staging_object_key(job.id))
         sealed += 1
     return sealed

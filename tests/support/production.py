@@ -33,6 +33,7 @@ import psycopg
 import pytest
 
 from app.crypto.keys import new_key_entry
+from app.storage.object_keys import STAGING_PREFIX
 from tests.support import s3 as s3_support
 from tests.support.services import (
     PgDatabase,
@@ -455,7 +456,7 @@ class ProductionStack(Stack):
 
     def bucket_of(self, key: str) -> str:
         """The bucket that holds `key` (`staging/…` in staging, the rest in blobs)."""
-        return self.staging_bucket if key.startswith("staging/") else self.blobs_bucket
+        return self.staging_bucket if key.startswith(STAGING_PREFIX) else self.blobs_bucket
 
     def read_object(self, key: str) -> bytes:
         """The whole stored object `key`."""

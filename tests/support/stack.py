@@ -38,6 +38,7 @@ from sqlalchemy.pool import NullPool
 
 from app.settings import Settings
 from app.storage import ObjectStore, open_store
+from app.storage.object_keys import STAGING_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 # `python -c` rather than the console script: the venv may not have the package installed.
@@ -45,7 +46,6 @@ SEALDROP = (sys.executable, "-c", "from app.cli import main; main()")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 LOG_TAIL_LINES = 80
-STAGING_PREFIX = "staging/"
 # Settings of a `sealdrop purge` that takes every object and unfinished write as old: the
 # sweep age must exceed the longest upload, which a process that only purges never gets.
 SWEEP_NOW = {"SEALDROP_MAX_UPLOAD_SECONDS": "0.001", "SEALDROP_STAGING_MAX_AGE_SECONDS": "0.002"}
