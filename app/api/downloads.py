@@ -10,10 +10,9 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -21,7 +20,7 @@ from app.domain import downloads, links, tickets
 from app.domain.downloads import ByteRange, PlaintextStream
 from app.domain.filenames import content_disposition, served_content_type
 from app.domain.links import LinkView
-from app.http.deps import ServicesDep
+from app.http.deps import ServicesDep, Token
 from app.http.openapi import FILE_ANSWERS, SHARE_ANSWERS
 from app.http.requests import basic_password, client_address, share_url, wants_html
 from app.infra import metrics
@@ -47,8 +46,6 @@ ERRORS: dict[int | str, dict[str, str]] = {
     429: {"description": "Locked after too many wrong passwords"},
     503: {"description": "Still being sealed; retry after Retry-After seconds"},
 }
-# No max_length: a token of any wrong shape is a 404 (DESIGN §6), never a 400.
-Token = Annotated[str, Path()]
 SharePageRenderer = Callable[[Request, Services, str], Awaitable[Response]]
 
 

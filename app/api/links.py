@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
 
 from app.domain import links
 from app.http import csrf, qr
-from app.http.deps import ServicesDep
+from app.http.deps import ServicesDep, Token
 from app.http.requests import (
     basic_password,
     bearer_token,
@@ -19,8 +19,6 @@ from app.http.requests import (
 )
 
 router = APIRouter(prefix="/api/v1/links")
-# No max_length: a token of any wrong shape is a 404 (DESIGN §6), never a 400.
-Token = Annotated[str, Path()]
 
 
 class LinkStatus(BaseModel):

@@ -1,10 +1,10 @@
-"""Dependency aliases shared by the routers."""
+"""Dependency and parameter aliases shared by the routers and the pages."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from app.http.requests import client_address
 from app.services import Services
@@ -29,6 +29,9 @@ async def get_settings(request: Request) -> Settings:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# A link's token in a route's path. No max_length: a token of any wrong shape is a 404
+# (DESIGN §6), never a 400.
+Token = Annotated[str, Path()]
 
 
 async def limit_uploads(request: Request, services: ServicesDep) -> None:

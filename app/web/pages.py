@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -24,7 +23,7 @@ from app.domain import links, tickets
 from app.domain.links import LinkView
 from app.errors import PasswordRequired, TooManyAttempts
 from app.http import csrf
-from app.http.deps import ServicesDep
+from app.http.deps import ServicesDep, Token
 from app.http.requests import basic_password, client_address, download_url, public_base, wants_html
 from app.services import Services
 from app.web.format import human_size, lifetime_choices
@@ -61,7 +60,6 @@ NOT_THE_RIGHT_ONE = "That password is not right. Check it and try again."
 SPENT_TICKET = "That download link has expired or was already used. Enter the password again."
 
 router = APIRouter(include_in_schema=False)
-Token = Annotated[str, PathParam()]
 
 
 def render(
