@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from app.domain import downloads, links, tickets
+from app.domain import downloads, link_passwords, links, tickets
 from app.domain.downloads import ByteRange, PlaintextStream
 from app.domain.filenames import content_disposition, served_content_type
 from app.domain.links import LinkView
@@ -131,7 +131,7 @@ async def _authorize(request: Request, services: Services, link: LinkView) -> bo
             return True
         if wants_html(request):
             return False
-    await links.authorize(services, link, password, client=client_address(request))
+    await link_passwords.authorize(services, link, password, client=client_address(request))
     return True
 
 

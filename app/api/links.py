@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
 
-from app.domain import links
+from app.domain import link_passwords, links
 from app.http import csrf, qr
 from app.http.deps import ServicesDep, Token
 from app.http.requests import (
@@ -63,7 +63,7 @@ async def link_status(
     )
     if link.protected and password is None:
         return status
-    await links.authorize(services, link, password, client=client_address(request))
+    await link_passwords.authorize(services, link, password, client=client_address(request))
     status.filename = link.filename
     status.size = link.size
     status.content_type = link.content_type

@@ -1,7 +1,7 @@
-"""Deciding about links: resolve a token, check its password, spend a download, delete it.
+"""Deciding about links: resolve a token, spend a download, delete a link.
 
-Every decision about time is made in SQL against the database clock. The checks run in the
-order of DESIGN §6: 404 / 410, then 401 / 429, then 503, then the file.
+Every decision about time is made in SQL against the database clock. A protected link's
+password and its lock after failures are `app.domain.link_passwords`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 
 from app.crypto.tokens import is_token_shaped, log_name, same_hash, token_hash
-from app.db.clock import as_utc, db_now, db_now_plus, seconds
+from app.db.clock import as_utc, db_now
 from app.db.models import ENDED_LINK_STATES, LIVE_JOB_STATES, Blob, Job, Link, LinkState
 from app.db.session import transaction
 from app.errors import (
@@ -21,8 +21,6 @@ from app.errors import (
     LinkGone,
     LinkNotFound,
     NotReady,
-    PasswordRequired,
-    TooManyAttempts,
 )
 from app.infra import metrics
 from app.services import Services
@@ -136,112 +134,6 @@ def _view(link: Link, blob: Blob | None, now: datetime) -> LinkView:
             ciphertext_size=blob.ciphertext_size,
         ),
     )
-
-
-async def authorize(
-    services: Services, link: LinkView, password: str | None, *, client: str | None = None
-) -> None:
-    """Let the request through if the link needs no password or `password` is right.
-
-    A wrong password is counted in the link's row *before* the hash is computed, so
-    parallel guesses cannot outrun the limit; while the link is locked even the right
-    password gets TooManyAttempts. A missing password is not counted (every browser asks
-    once without one) but answers like a wrong one. Wrong passwords are also counted per
-    `client` address, so one client cannot guess across many links: every attempt is
-    counted there before its hash too, and a right one (or one never checked) given back.
-    """
-    if link.password_hash is None:
-        return
-    if link.locked_for > 0:
-        # Known locked from the row just read: no further query, no hash (floods are cheap).
-        raise TooManyAttempts(retry_after=int(link.locked_for) + 1)
-    if password is None:
-        raise PasswordRequired(link.realm)
-    if client is not None:
-        await services.limits.take_password_attempt(client)
-    try:
-        attempts = await _count_attempt(services, link)
-        right = await services.passwords.verify(link.password_hash, password)
-    except BaseException:
-        if client is not None:
-            await services.limits.give_back_password_attempt(client)
-        raise
-    if right:
-        if client is not None:
-            await services.limits.give_back_password_attempt(client)
-        await _reset_attempts(services, link)
-        return
-    metrics.PASSWORD_FAILURES.inc()
-    log.info("wrong password link=%s attempts=%d", log_name(link.token_hash), attempts)
-    raise PasswordRequired(link.realm)
-
-
-async def _count_attempt(services: Services, link: LinkView) -> int:
-    """Count one attempt on an unlocked link, before any hash is computed.
-
-    The attempt that reaches the limit locks the link in the same transaction, before its
-    own hash is checked (a right password then unlocks it): parallel guesses wait on the
-    row and find it locked, so no more than the limit are ever checked.
-    """
-    limit = services.settings.password_max_failures
-    async with transaction(services.sessions, immediate=True) as session:
-        counted = await session.scalar(
-            update(Link)
-            .where(
-                Link.id == link.id,
-                or_(Link.locked_until.is_(None), Link.locked_until <= db_now()),
-            )
-            .values(failed_attempts=Link.failed_attempts + 1)
-            .returning(Link.failed_attempts)
-        )
-        if counted is not None and counted % limit == 0:
-            await session.execute(
-                update(Link)
-                .where(Link.id == link.id)
-                .values(locked_until=db_now_plus(seconds(_lock_seconds(services, counted))))
-            )
-    if counted is None:
-        await _refuse_if_locked(services, link)
-        raise TooManyAttempts(retry_after=1)
-    if counted % limit == 0:
-        log.warning(
-            "link=%s locked for %ds after %d attempts",
-            log_name(link.token_hash),
-            _lock_seconds(services, counted),
-            counted,
-        )
-    return int(counted)
-
-
-def _lock_seconds(services: Services, attempts: int) -> int:
-    """The lock after `attempts`: the first lasts the configured time, each next twice as
-    long, up to the maximum."""
-    settings = services.settings
-    rounds = attempts // settings.password_max_failures
-    doubled: int = settings.password_lock_seconds * 2 ** (rounds - 1)
-    return min(doubled, settings.password_lock_max_seconds)
-
-
-async def _refuse_if_locked(services: Services, link: LinkView) -> None:
-    async with services.sessions() as session:
-        row = (
-            await session.execute(
-                select(Link.locked_until, db_now()).where(
-                    Link.id == link.id, Link.locked_until > db_now()
-                )
-            )
-        ).first()
-    locked_until, now = row if row is not None else (None, None)
-    if locked_until is not None and now is not None:
-        wait = (as_utc(locked_until) - as_utc(now)).total_seconds()
-        raise TooManyAttempts(retry_after=int(wait) + 1)
-
-
-async def _reset_attempts(services: Services, link: LinkView) -> None:
-    async with transaction(services.sessions, immediate=True) as session:
-        await session.execute(
-            update(Link).where(Link.id == link.id).values(failed_attempts=0, locked_until=None)
-        )
 
 
 def require_ready(link: LinkView) -> BlobRef:

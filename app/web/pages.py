@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.crypto.passwords import decode_password
 from app.db.models import LinkState
-from app.domain import links, tickets
+from app.domain import link_passwords, links, tickets
 from app.domain.links import LinkView
 from app.errors import PasswordRequired, TooManyAttempts
 from app.http import csrf
@@ -98,7 +98,7 @@ async def render_share_page(request: Request, services: Services, token: str) ->
     link = await links.resolve(services, token)
     password = basic_password(request)
     try:
-        await links.authorize(services, link, password, client=client_address(request))
+        await link_passwords.authorize(services, link, password, client=client_address(request))
     except (PasswordRequired, TooManyAttempts) as refusal:
         if not wants_html(request):
             raise  # curl on a limited link: the Basic challenge, as on /d/
@@ -121,7 +121,7 @@ async def unlock(request: Request, services: ServicesDep, token: Token) -> Respo
         return _password_page(request, services, link, token, refusal, "Enter the password.")
     try:
         password = decode_password(raw) if raw else None
-        await links.authorize(services, link, password, client=client_address(request))
+        await link_passwords.authorize(services, link, password, client=client_address(request))
     except (PasswordRequired, TooManyAttempts) as refusal:
         return _password_page(request, services, link, token, refusal, NOT_THE_RIGHT_ONE)
     return await _file_page(request, services, link, token)
