@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from urllib.parse import quote
 
 from fastapi import Request
 
-from app.crypto.passwords import decode_password
+from app.crypto import passwords
+from app.crypto.passwords import MAX_AUTHORIZATION_BYTES, decode_password
 from app.errors import BadRequest
 from app.services import Services
 
-MAX_AUTHORIZATION_BYTES = 4096
 # RFC 6750's b64token: what a Bearer token may be made of.
 _B64TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 # RFC 9110's qvalue: 0 to 1 with at most three decimals.
@@ -21,25 +19,8 @@ _QVALUE_RE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 
 
 def basic_password(request: Request) -> str | None:
-    """The password of an HTTP Basic `Authorization` header; the user name is ignored."""
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    if len(header) > MAX_AUTHORIZATION_BYTES:
-        raise BadRequest("the Authorization header is too long")
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("the Authorization header is not valid Basic credentials") from None
-    _user, colon, password = raw.partition(b":")
-    if not colon:
-        raise BadRequest("Basic credentials need a ':' between user name and password")
-    if not password:
-        return None
-    return decode_password(password)
+    """The password of the request's HTTP Basic credentials, if any (user name ignored)."""
+    return passwords.basic_password(request.headers.get("authorization"))
 
 
 def bearer_token(authorization: str | None) -> str | None:
