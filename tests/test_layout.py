@@ -127,4 +127,4 @@ def test_the_layers_are_read_from_every_source_file() -> None:
     assert {"app.domain.links", "app.crypto.sealing", "app.http.deps", "worker.queue"} <= set(
         SOURCES
     )
-    assert "app.crypto.sealing" in imports_of("app.domain.downloads")
+    assert "app.crypto.sealing" in imports_of("app.domain.plaintext")

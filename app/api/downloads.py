@@ -1,43 +1,31 @@
 """Download routes: `GET`/`HEAD /d/{token}[/[{name}]]` (the file) and `GET /s/{token}` (share).
 
-The order of checks is DESIGN §6's: 404 / 410, then 401 / 429, then 503, then the file.
-A GET that sends body bytes spends one download, after the first segment has been read and
-authenticated and before the status line.
+Each route parses its request into a `FileRequest`, calls `app.domain.serving` (which runs
+DESIGN §6's checks in order and opens the stream), and shapes the answer: the file
+streamed, a 304, a share page, or a browser sent back to the password form.
 """
 
 from __future__ import annotations
 
-import base64
-import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from app.domain import downloads, link_passwords, links, tickets
-from app.domain.downloads import ByteRange, PlaintextStream
-from app.domain.filenames import content_disposition, served_content_type
-from app.domain.links import LinkView
+from app.domain import serving
+from app.domain.plaintext import PlaintextStream
+from app.domain.serving import FileAnswer, FileRequest, Page
 from app.http.deps import ServicesDep, Token
 from app.http.openapi import FILE_ANSWERS, SHARE_ANSWERS
-from app.http.requests import basic_password, client_address, share_url, wants_html
+from app.http.requests import client_address, share_url, wants_html
 from app.infra import metrics
 from app.services import Services
 
-log = logging.getLogger("sealdrop.downloads")
-
 router = APIRouter()
 
-FILE_HEADERS = {
-    "Accept-Ranges": "bytes",
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Referrer-Policy": "no-referrer",
-}
 ERRORS: dict[int | str, dict[str, str]] = {
     401: {"description": "A password is needed (HTTP Basic; the user name is ignored)"},
     404: {"description": "No such link"},
@@ -95,78 +83,42 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
     scope.cancel()
 
 
-def _etag(link: LinkView) -> str:
-    return f'"{link.sha256.hex()[:40]}"'
+def file_request(request: Request) -> FileRequest:
+    """The parts of `request` that decide a file's answer."""
+    headers = request.headers
+    return FileRequest(
+        method="HEAD" if request.method == "HEAD" else "GET",
+        client=client_address(request),
+        authorization=headers.get("authorization"),
+        ticket=request.query_params.get("ticket"),
+        wants_html=wants_html(request),
+        range=headers.get("range"),
+        if_range=headers.get("if-range"),
+        if_none_match=headers.get("if-none-match"),
+    )
 
 
-def _file_headers(link: LinkView) -> dict[str, str]:
-    return {
-        **FILE_HEADERS,
-        "Content-Type": served_content_type(link.content_type),
-        "Content-Disposition": content_disposition(link.filename),
-        "ETag": _etag(link),
-        "Repr-Digest": f"sha-256=:{base64.b64encode(link.sha256).decode()}:",
-    }
-
-
-def _requested_range(request: Request, link: LinkView) -> ByteRange | None:
-    if_range = request.headers.get("if-range")
-    if if_range is not None and if_range.strip() != _etag(link):
-        return None
-    return downloads.parse_range(request.headers.get("range"), link.size)
-
-
-async def _authorize(request: Request, services: Services, link: LinkView) -> bool:
-    """Let the request through by its password (Basic) or by a ticket of the share page.
-
-    A password, when given, decides alone: a stale ticket beside it changes nothing. A
-    ticket alone opens the link (HEAD checks it without spending it); when it is refused
-    (expired, spent, or not this link's), False for a browser, which goes back to the
-    password form, and the Basic challenge for any other client, as with no ticket.
-    """
-    password = basic_password(request)
-    ticket = request.query_params.get("ticket")
-    if password is None and ticket is not None and link.protected:
-        if await tickets.redeem(services, link, ticket, spend=request.method == "GET"):
-            return True
-        if wants_html(request):
-            return False
-    await link_passwords.authorize(services, link, password, client=client_address(request))
-    return True
-
-
-@metrics.count_outcomes(metrics.DOWNLOADS, success=None)
 async def serve_file(request: Request, services: Services, token: str) -> Response:
-    """Resolve, authorize, and answer with the file or the part of it asked for."""
-    link = await links.resolve(services, token)
-    if not await _authorize(request, services, link):
+    """The answer of the `/d/` routes: the file, part of it, or the way back to a form."""
+    answer = await serving.serve(services, token, file_request(request))
+    return _file_response(request, services, token, answer)
+
+
+def _file_response(
+    request: Request,
+    services: Services,
+    token: str,
+    answer: FileAnswer | Literal[Page.PASSWORD_FORM],
+) -> Response:
+    if answer is Page.PASSWORD_FORM:
         # A browser's stale button of the share page: back to its password form, which
         # says why. Never this URL again: `/s/` answers browsers with that form itself,
         # so only `/d/` sends them there (a loop for curl -L once).
         spent = f"{share_url(request, services, token)}?ticket=spent"
         return RedirectResponse(spent, 303, headers={"Cache-Control": "no-store"})
-    blob = links.require_ready(link)
-    headers = _file_headers(link)
-    if request.headers.get("if-none-match", "").strip() == _etag(link):
-        metrics.DOWNLOADS.labels("not_modified").inc()
-        return Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
-    byte_range = _requested_range(request, link)
-    status = 200 if byte_range is None else 206
-    full = ByteRange(0, link.size)
-    part = byte_range or full
-    headers["Content-Length"] = str(part.length)
-    if byte_range is not None:
-        headers["Content-Range"] = f"bytes {part.start}-{part.stop - 1}/{link.size}"
-    if request.method == "HEAD":
-        return FileResponse(None, status, headers)
-    stream = await downloads.open_stream(services, link, blob, part) if part.length else None
-    try:
-        await links.spend_download(services, link)
-    except BaseException:
-        if stream is not None:
-            await stream.aclose()
-        raise
-    return FileResponse(stream, status, headers)
+    if answer.status == 304:
+        return Response(status_code=304, headers=answer.headers)
+    return FileResponse(answer.stream, answer.status, answer.headers)
 
 
 @router.api_route(
@@ -219,11 +171,8 @@ async def share(request: Request, services: ServicesDep, token: Token) -> Respon
 
 
 async def _share_answer(request: Request, services: Services, token: str) -> Response:
-    render: SharePageRenderer = request.app.state.render_share_page
-    if wants_html(request):
+    answer = await serving.share(services, token, file_request(request))
+    if answer is Page.SHARE:
+        render: SharePageRenderer = request.app.state.render_share_page
         return await render(request, services, token)
-    link = await links.resolve(services, token)
-    if link.max_downloads is not None:
-        # A link previewer must never spend a limited download: only the page is served.
-        return await render(request, services, token)
-    return await serve_file(request, services, token)
+    return _file_response(request, services, token, answer)
