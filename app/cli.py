@@ -54,7 +54,7 @@ def serve(args: argparse.Namespace) -> None:
     """
     import uvicorn
 
-    from app.http import serving
+    from app.http import server
     from app.http.protocol import ReadLimits, guarded_protocol
     from app.main import create_app
 
@@ -73,7 +73,7 @@ def serve(args: argparse.Namespace) -> None:
         log_level=settings.log_level,
         access_log=False,
     )
-    serving.run(app, config, settings.drain_seconds)
+    server.run(app, config, settings.drain_seconds)
 
 
 async def _with_services(action: Callable[..., Awaitable[None]], *extra: object) -> None:
