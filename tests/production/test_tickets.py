@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from app.domain import links, tickets
@@ -36,10 +37,10 @@ async def _ticket(client: AppClient, token: str) -> str:
     return await tickets.issue(client.services, await links.resolve(client.services, token))
 
 
-async def test_ticket_spent_in_one_api_process_is_refused_in_another(
-    make_prod_settings: Callable[..., Settings],
-) -> None:
-    settings = make_prod_settings()
+async def _spend_then_replay(
+    settings: Settings, respell: Callable[[str], str]
+) -> tuple[httpx.Response, httpx.Response, str]:
+    """Spend a ticket in one API process, then replay `respell(ticket)` in a second one."""
     async with (
         running(settings) as first,
         running(settings) as second,
@@ -48,8 +49,15 @@ async def test_ticket_spent_in_one_api_process_is_refused_in_another(
     ):
         created = await upload(one, b"once", headers=PROTECTED)
         ticket = await _ticket(one, created.token)
-        spent = await other.get(f"/d/{created.token}?ticket={ticket}")
-        replayed = await one.get(f"/d/{created.token}?ticket={ticket}")
+        spent = await one.get(f"/d/{created.token}?ticket={ticket}")
+        replayed = await other.get(f"/d/{created.token}?ticket={respell(ticket)}")
+    return spent, replayed, ticket
+
+
+async def test_ticket_spent_in_one_api_process_is_refused_in_another(
+    make_prod_settings: Callable[..., Settings],
+) -> None:
+    spent, replayed, _ = await _spend_then_replay(make_prod_settings(), lambda ticket: ticket)
     assert spent.content == b"once"
     assert replayed.status_code == 401
 
@@ -72,17 +80,7 @@ async def test_ticket_is_refused_the_second_time_with_redis_stopped(
 async def test_respelled_ticket_is_refused_in_another_api_process_once_spent(
     make_prod_settings: Callable[..., Settings], respell: Callable[[str], str]
 ) -> None:
-    settings = make_prod_settings()
-    async with (
-        running(settings) as first,
-        running(settings) as second,
-        first.client() as one,
-        second.client() as other,
-    ):
-        created = await upload(one, b"once", headers=PROTECTED)
-        ticket = await _ticket(one, created.token)
-        spent = await one.get(f"/d/{created.token}?ticket={ticket}")
-        replayed = await other.get(f"/d/{created.token}?ticket={respell(ticket)}")
+    spent, replayed, _ = await _spend_then_replay(make_prod_settings(), respell)
     assert spent.content == b"once"
     assert replayed.status_code == 401
 
@@ -94,17 +92,9 @@ async def test_ticket_named_by_another_id_of_the_same_key_is_refused_in_another_
     # The same key under a second id: both names verify the same signature, and Redis
     # must know them as one ticket (the second process has seen neither).
     settings = make_prod_settings(master_keys=f"{master_keys},alias:{key}")
-    async with (
-        running(settings) as first,
-        running(settings) as second,
-        first.client() as one,
-        second.client() as other,
-    ):
-        created = await upload(one, b"once", headers=PROTECTED)
-        ticket = await _ticket(one, created.token)
-        spent = await one.get(f"/d/{created.token}?ticket={ticket}")
-        renamed = ticket.replace(f".{key_id}.", ".alias.")
-        replayed = await other.get(f"/d/{created.token}?ticket={renamed}")
+    spent, replayed, ticket = await _spend_then_replay(
+        settings, lambda ticket: ticket.replace(f".{key_id}.", ".alias.")
+    )
     assert f".{key_id}." in ticket
     assert spent.content == b"once"
     assert replayed.status_code == 401
