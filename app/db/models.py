@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 models of DESIGN §3: links, blobs and jobs, and the states they go through.
+"""SQLAlchemy 2.0 models of DESIGN §3: links, blobs and jobs, and the states they go through;
+the uploaders that may create links, their daily usage, and the stored-bytes total.
 
 Timestamps are written and compared by the database clock (see `app.db.clock`), never by
 the pod's. Token and manage-token hashes are 32 raw SHA-256 bytes. A state is stored as
@@ -7,12 +8,13 @@ its plain string (`LinkState.READY` is `ready` in the row) and read back as its 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -131,10 +133,17 @@ class Link(Base):
     purged_at: Mapped[datetime | None] = mapped_column(Timestamp)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Who made it (upload policy `keys` or `proxy`); null under `open`. Kept when the
+    # uploader is revoked, so an operator still sees whose links remain.
+    uploader_id: Mapped[str | None] = mapped_column(ForeignKey("uploaders.id", ondelete="SET NULL"))
+    # The latest expiry the link may ever have: creation + the largest TTL allowed then.
+    # An owner's PATCH may move `expires_at` up to it, never past it.
+    max_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (
         Index("ix_links_state_expires_at", "state", "expires_at"),
         Index("ix_links_blob_id", "blob_id"),
+        Index("ix_links_uploader_id", "uploader_id"),
     )
 
 
@@ -163,3 +172,44 @@ class Job(Base):
         Index("ix_jobs_state_run_after", "state", "run_after"),
         Index("ix_jobs_link_id", "link_id"),
     )
+
+
+class Uploader(Base):
+    """Someone allowed to upload: by an upload key (stored as its SHA-256 only) or by the
+    name a trusted auth proxy sends. Limits left null are not enforced."""
+
+    __tablename__ = "uploaders"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # SHA-256 of the key (keys are 256-bit random, so no slow hash is needed); null for an
+    # uploader known only by the proxy's identity header.
+    key_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    max_bytes_per_day: Mapped[int | None] = mapped_column(BigInteger)
+    max_file_size: Mapped[int | None] = mapped_column(BigInteger)
+    max_ttl_seconds: Mapped[int | None] = mapped_column(Integer)
+    max_live_links: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class UploaderUsage(Base):
+    """Bytes an uploader has been granted on one day (UTC, by the database clock)."""
+
+    __tablename__ = "uploader_usage"
+
+    uploader_id: Mapped[str] = mapped_column(
+        ForeignKey("uploaders.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class StorageUsage(Base):
+    """The one row (id 1) counting bytes held by staged uploads and sealed blobs, against
+    `SEALDROP_MAX_STORED_BYTES`."""
+
+    __tablename__ = "storage_usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
