@@ -1,4 +1,4 @@
-"""The `sealdrop` command: serve, worker, migrate, purge, keys, storage.
+"""The `sealdrop` command: serve, worker, migrate, purge, keys, storage, uploaders.
 
 Each subcommand reads the same settings (`SEALDROP_*`) and exits non-zero with one clear
 line on a configuration error, never a traceback with secrets in it.
@@ -40,10 +40,10 @@ def _logging(settings: Settings) -> None:
 
 
 def proxy_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's forwarded-header options: X-Forwarded-For is believed only from
-    `SEALDROP_TRUSTED_PROXIES` (addresses or networks); with none, it is always ignored."""
-    proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
-    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
+    """uvicorn's forwarded-header options: off. The app itself believes X-Forwarded-For
+    only from `SEALDROP_TRUSTED_PROXIES` (`app.http.proxies`), having first noted whether
+    the connection's own peer is one of them, which uvicorn's rewrite would hide."""
+    return {"proxy_headers": False}
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -196,6 +196,132 @@ def keys_rewrap(_args: argparse.Namespace) -> None:
     asyncio.run(_with_services(_rewrap))
 
 
+async def _embedded_schema(services: object) -> None:
+    """Migrate an embedded (SQLite) database first: `serve` may not have run yet."""
+    from app import migrate
+    from app.services import Services
+
+    assert isinstance(services, Services)
+    if services.settings.is_sqlite:
+        await migrate.upgrade(services.engine)
+
+
+async def _uploaders_add(services: object, args: argparse.Namespace) -> None:
+    from app.domain import uploaders
+    from app.errors import BadRequest
+    from app.services import Services
+
+    assert isinstance(services, Services)
+    await _embedded_schema(services)
+    limits = uploaders.Limits(
+        args.max_bytes_per_day, args.max_file_size, args.max_ttl, args.max_live_links
+    )
+    try:
+        key = await uploaders.add_uploader(services, args.name, limits, proxy=args.proxy)
+    except BadRequest as error:
+        sys.exit(f"sealdrop: {error.message}")
+    if key is None:
+        print(f"uploader {args.name} added; the sign-in proxy names it, it has no key")
+        return
+    print(f"uploader {args.name} added; its upload key, shown only this once:")
+    print(key)
+
+
+def uploaders_add(args: argparse.Namespace) -> None:
+    """Add an uploader and print its key, once (none with --proxy)."""
+    asyncio.run(_with_services(_uploaders_add, args))
+
+
+def _limit(value: int | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value}{unit}"
+
+
+async def _uploaders_list(services: object) -> None:
+    from app.domain.uploaders import list_uploaders
+    from app.services import Services
+
+    assert isinstance(services, Services)
+    await _embedded_schema(services)
+    print("name\tkind\tbytes/day\tfile size\tttl\tlive links\ttoday\tlive\trevoked")
+    for one in await list_uploaders(services):
+        limits = one.limits
+        revoked = "-" if one.revoked_at is None else one.revoked_at.isoformat(timespec="seconds")
+        print(
+            f"{one.name}\t{one.kind}\t{_limit(limits.max_bytes_per_day)}\t"
+            f"{_limit(limits.max_file_size)}\t{_limit(limits.max_ttl_seconds, 's')}\t"
+            f"{_limit(limits.max_live_links)}\t{one.bytes_today}\t{one.live_links}\t{revoked}"
+        )
+
+
+def uploaders_list(_args: argparse.Namespace) -> None:
+    """List the uploaders: limits, today's bytes, live links, revocation."""
+    asyncio.run(_with_services(_uploaders_list))
+
+
+async def _uploaders_revoke(services: object, name: str) -> None:
+    from app.domain.uploaders import revoke_uploader
+    from app.errors import BadRequest
+    from app.services import Services
+
+    assert isinstance(services, Services)
+    await _embedded_schema(services)
+    try:
+        revoked = await revoke_uploader(services, name)
+    except BadRequest as error:
+        sys.exit(f"sealdrop: {error.message}")
+    print(f"uploader {name} revoked" if revoked else f"uploader {name} was already revoked")
+
+
+def uploaders_revoke(args: argparse.Namespace) -> None:
+    """Revoke an uploader: refused from its next upload on, on every process."""
+    asyncio.run(_with_services(_uploaders_revoke, args.name))
+
+
+def _size_arg(text: str) -> int:
+    from app.settings import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _duration_arg(text: str) -> int:
+    from app.settings import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _count_arg(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000_000:
+        raise argparse.ArgumentTypeError(f"not a count from 1: {text!r}")
+    return int(text)
+
+
+def _add_uploader_commands(sub: Any) -> None:
+    uploaders = sub.add_parser("uploaders", help="who may upload (SEALDROP_UPLOAD_POLICY)")
+    commands = uploaders.add_subparsers(dest="uploaders", required=True)
+    p = commands.add_parser("add", help="add an uploader and print its upload key once")
+    p.add_argument("name", help="1 to 64 of A-Z a-z 0-9 . _ @ -")
+    p.add_argument("--max-bytes-per-day", type=_size_arg, metavar="SIZE")
+    p.add_argument("--max-file-size", type=_size_arg, metavar="SIZE")
+    p.add_argument("--max-ttl", type=_duration_arg, metavar="DURATION")
+    p.add_argument("--max-live-links", type=_count_arg, metavar="N")
+    p.add_argument(
+        "--proxy", action="store_true", help="a name the sign-in proxy sends: no key is made"
+    )
+    p.set_defaults(func=uploaders_add)
+    commands.add_parser("list", help="list uploaders and their usage").set_defaults(
+        func=uploaders_list
+    )
+    p = commands.add_parser("revoke", help="refuse an uploader from now on")
+    p.add_argument("name")
+    p.set_defaults(func=uploaders_revoke)
+
+
 def storage_init(_args: argparse.Namespace) -> None:
     """Create the buckets and set their public-access block and lifecycle rules."""
     from app.storage.s3 import init_buckets
@@ -246,6 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     storage.add_parser("init", help="create and configure the buckets").set_defaults(
         func=storage_init
     )
+    _add_uploader_commands(sub)
     return parser
 
 

@@ -115,6 +115,20 @@ class Forbidden(SealdropError):
     message = "a valid manage token is needed"
 
 
+class UploadKeyRequired(SealdropError):
+    """Uploads need an upload key here, and none, an unknown or a revoked one was sent."""
+
+    status = 401
+    message = "uploads here need a valid upload key (Authorization: Bearer <key>)"
+
+
+class UploaderRefused(SealdropError):
+    """The uploader is known but may not upload: revoked, or no trusted identity."""
+
+    status = 403
+    message = "you may not upload here"
+
+
 class UploadAborted(SealdropError):
     """The client went away or sent a broken body; nothing was kept."""
 

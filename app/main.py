@@ -19,6 +19,7 @@ from app import migrate
 from app.api import downloads, health, links, uploads
 from app.http import error_answers as errors
 from app.http import openapi
+from app.http.proxies import ForwardedPeer
 from app.services import Services, open_services
 from app.settings import Settings
 from app.web import pages
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.render_error_page = pages.render_error_page
     errors.install(app)
     openapi.install(app)
+    app.add_middleware(ForwardedPeer, trusted=settings.trusted_proxy_list)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(links.router)

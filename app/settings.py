@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     download_url: str | None = None
     trusted_proxies: str = ""
 
+    # Who may upload (docs/configuration.md, "Who may upload"): anyone, holders of an
+    # upload key, or whoever the auth proxy in front names in `proxy_user_header`.
+    upload_policy: Literal["open", "keys", "proxy"] = "open"
+    proxy_user_header: str = "X-Auth-Request-User"
+    # The limits a name first seen from the auth proxy starts with (none when unset).
+    proxy_default_max_bytes_per_day: int | None = None
+    proxy_default_max_file_size: int | None = None
+    proxy_default_max_ttl: int | None = None
+    proxy_default_max_live_links: int | None = Field(default=None, ge=1)
+
     max_ttl: int = Field(default=24 * 3600)
     max_upload_bytes: int = Field(default=5 * 1024**3)
     # 5 GiB at 1 Mbit/s; an upload still arriving after this is ended (408), so that the
@@ -141,6 +151,18 @@ class Settings(BaseSettings):
     def _size(cls, value: str | int) -> int:
         return parse_size(value)
 
+    @field_validator(
+        "proxy_default_max_bytes_per_day", "proxy_default_max_file_size", mode="before"
+    )
+    @classmethod
+    def _optional_size(cls, value: str | int | None) -> int | None:
+        return None if value is None or value == "" else parse_size(value)
+
+    @field_validator("proxy_default_max_ttl", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: str | int | None) -> int | None:
+        return None if value is None or value == "" else parse_duration(value)
+
     @field_validator("segment_log2")
     @classmethod
     def _segment(cls, value: int) -> int:
@@ -155,6 +177,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "S3 storage needs SEALDROP_MASTER_KEYS (or SEALDROP_MASTER_KEYS_FILE): "
                 "a key file created inside a container would be lost with it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_proxy_policy_without_proxies(self) -> Settings:
+        if self.upload_policy != "proxy":
+            return self
+        if "*" in self.trusted_proxy_list:
+            raise ValueError(
+                "SEALDROP_UPLOAD_POLICY=proxy cannot trust every address (*): anybody "
+                f"could name himself in {self.proxy_user_header}"
+            )
+        if not self.trusted_proxy_list:
+            raise ValueError(
+                "SEALDROP_UPLOAD_POLICY=proxy needs SEALDROP_TRUSTED_PROXIES: without it "
+                "nobody could upload, or anybody could name himself in "
+                f"{self.proxy_user_header}"
             )
         return self
 
@@ -182,6 +221,11 @@ class Settings(BaseSettings):
                 f"uploads after {S3_LIFECYCLE_DAYS} day"
             )
         return self
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """`SEALDROP_TRUSTED_PROXIES` as a list of addresses and networks."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def sweep_age_seconds(self) -> float:

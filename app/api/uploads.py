@@ -18,12 +18,12 @@ from starlette.requests import ClientDisconnect
 
 from app.crypto.passwords import decode_password
 from app.db.models import LinkState
-from app.domain import uploads
+from app.domain import upload_policy, uploads
 from app.domain.digits import whole_number
 from app.domain.filenames import clean_content_type, clean_filename
 from app.domain.uploads import CreatedLink, UploadOptions
 from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut, UploadTooLarge
-from app.http import csrf
+from app.http import csrf, uploaders
 from app.http.deps import ServicesDep, limit_uploads
 from app.http.multipart import MAX_OVERHEAD_BYTES, StreamingForm, field_text
 from app.http.openapi import created_answers
@@ -52,12 +52,19 @@ CREATED: dict[int | str, dict[str, Any]] = {
 }
 ERRORS: dict[int | str, dict[str, str]] = {
     400: {"description": "Bad option or malformed body"},
+    401: {
+        "description": "Upload policy `keys`: no upload key, or an unknown or revoked one "
+        "(send Authorization: Bearer <key>)"
+    },
     408: {
         "description": "The body stalled, or took longer than the longest upload allowed; "
         "nothing was kept"
     },
-    413: {"description": "The file is larger than the server accepts"},
-    429: {"description": "Too many uploads; try again later"},
+    413: {"description": "The file is larger than the server, or this uploader, accepts"},
+    429: {
+        "description": "Too many uploads; or the uploader's daily bytes or live links are "
+        "used up (Retry-After)"
+    },
     503: {"description": "A backing service is unavailable"},
 }
 
@@ -107,7 +114,11 @@ def _declared_size(request: Request) -> int | None:
 @router.put(
     "/{filename}",
     status_code=201,
-    responses={**CREATED, **ERRORS},
+    responses={
+        **CREATED,
+        403: {"description": "Upload policy `proxy`: no signed-in user, or a revoked one"},
+        **ERRORS,
+    },
     summary="Upload a file as the raw request body (curl -T file https://host/)",
     dependencies=[Depends(limit_uploads)],
 )
@@ -120,18 +131,24 @@ async def put_file(
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Upload the body; answer with the share link (201 sealed, 202 still sealing)."""
+    uploader = await uploaders.admit(request, services)
     name = clean_filename(filename)
+    max_ttl = upload_policy.max_ttl(services.settings, uploader)
     options = UploadOptions(
         filename=name,
         content_type=clean_content_type(request.headers.get("content-type"), name),
-        ttl_seconds=uploads.parse_expires_in(expires_in, services.settings.max_ttl),
+        ttl_seconds=uploads.parse_expires_in(expires_in, max_ttl),
         max_downloads=uploads.parse_max_downloads(max_downloads),
         password=header_password(request),
     )
     declared = _declared_size(request)
     uploads.check_declared_size(declared, services)
     created = await uploads.receive_upload(
-        services, _body(request, services), lambda: options, declared_size=declared
+        services,
+        _body(request, services),
+        lambda: options,
+        declared_size=declared,
+        uploader=uploader,
     )
     wait = "respond-async" not in (prefer or "").lower()
     return await _answer(request, services, created, name, wait=wait)
@@ -142,7 +159,10 @@ async def put_file(
     status_code=201,
     responses={
         **CREATED,
-        403: {"description": "A browser request from another site or without the page's token"},
+        403: {
+            "description": "A browser request from another site or without the page's token; "
+            "or (policy `proxy`) no signed-in user, or a revoked one"
+        },
         **ERRORS,
     },
     summary="Upload a file as multipart/form-data (field `file`)",
@@ -174,16 +194,17 @@ async def put_file(
 )
 async def post_file(request: Request, services: ServicesDep) -> Response:
     """Upload from a form; answers like PUT, waiting for sealing unless asked not to."""
+    uploader = await uploaders.admit(request, services)
     # The body holds the form's own bytes besides the file: a file of exactly the largest
     # size must still fit. The file alone is held to the limit as it is sealed.
     declared = _declared_size(request)
     if declared is not None:
         uploads.check_declared_size(max(0, declared - MAX_OVERHEAD_BYTES), services)
     body = _body(request, services, overhead=MAX_OVERHEAD_BYTES)
-    options = _FormOptions(services.settings.max_ttl)
+    options = _FormOptions(upload_policy.max_ttl(services.settings, uploader))
     form = StreamingForm(request.headers.get("content-type"), body, on_field=options.take)
     created = await uploads.receive_upload(
-        services, form.file_chunks(), lambda: options.for_file(form)
+        services, form.file_chunks(), lambda: options.for_file(form), uploader=uploader
     )
     wait = "respond-async" not in (request.headers.get("prefer") or "").lower()
     return await _answer(request, services, created, created_name(form), wait=wait)

@@ -25,7 +25,9 @@ from app.crypto.tokens import log_name, new_id, new_token, token_hash
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, JobState, Link, LinkState
 from app.db.session import transaction
+from app.domain import upload_policy, upload_quota
 from app.domain.digits import whole_number
+from app.domain.uploaders import Admitted
 from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
 from app.infra import metrics
 from app.services import Services
@@ -112,23 +114,29 @@ async def receive_upload(
     options: Callable[[], UploadOptions],
     *,
     declared_size: int | None = None,
+    uploader: Admitted | None = None,
 ) -> CreatedLink:
     """Stage `body` sealed, then create the pending link and its job in one transaction.
 
     `options` is called once the body is staged (multipart fields may follow the file);
-    if it raises, or anything after staging fails, the staged object is deleted.
+    if it raises, or anything after staging fails, the staged object is deleted. An
+    `uploader` (policies keys and proxy) has its limits held and is recorded on the link.
     """
     check_declared_size(declared_size, services)
-    staged = await _stage(services, body, declared_size)
-    try:
-        chosen = options()
-        password_hash = (
-            await services.passwords.hash(chosen.password) if chosen.password is not None else None
-        )
-        created = await _create_rows(services, chosen, staged, password_hash)
-    except BaseException:
-        await asyncio.shield(services.staging.delete(staging_object_key(staged.job_id)))
-        raise
+    upload_policy.check_declared_size(declared_size, uploader)
+    async with upload_quota.allowance(services, uploader, declared_size) as allowance:
+        staged = await _stage(services, allowance.metered(body), declared_size)
+        try:
+            chosen = options()
+            password_hash = (
+                await services.passwords.hash(chosen.password)
+                if chosen.password is not None
+                else None
+            )
+            created = await _create_rows(services, chosen, staged, password_hash, uploader)
+        except BaseException:
+            await asyncio.shield(services.staging.delete(staging_object_key(staged.job_id)))
+            raise
     await services.cache.forget(token_hash(created.token))
     await services.notifier.job_queued()
     log.info("upload staged link=%s size=%d", log_name(token_hash(created.token)), staged.size)
@@ -197,10 +205,16 @@ async def _seal_into(
 
 
 async def _create_rows(
-    services: Services, options: UploadOptions, staged: _Staged, password_hash: str | None
+    services: Services,
+    options: UploadOptions,
+    staged: _Staged,
+    password_hash: str | None,
+    uploader: Admitted | None,
 ) -> CreatedLink:
     token, manage_token, link_id = new_token(), new_token(), new_id()
-    async with transaction(services.sessions) as session:
+    async with transaction(services.sessions, immediate=uploader is not None) as session:
+        if uploader is not None:
+            await upload_policy.hold_for_link(session, uploader)
         await session.execute(
             insert(Link).values(
                 id=link_id,
@@ -214,6 +228,7 @@ async def _create_rows(
                 max_downloads=options.max_downloads,
                 expires_at=db_now_plus(seconds(options.ttl_seconds)),
                 state=LinkState.PENDING,
+                uploader_id=uploader.id if uploader else None,
             )
         )
         await session.execute(
@@ -229,6 +244,9 @@ async def _create_rows(
         expires_at = (
             await session.execute(select(Link.expires_at).where(Link.id == link_id))
         ).scalar_one()
+    if uploader is not None:
+        metrics.UPLOADER_LINKS.labels(uploader.name).inc()
+        metrics.UPLOADER_BYTES.labels(uploader.name).inc(staged.size)
     return CreatedLink(
         link_id=link_id,
         token=token,

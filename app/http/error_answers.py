@@ -27,6 +27,7 @@ from app.errors import (
     SealdropError,
     TooManyAttempts,
     Unavailable,
+    UploadKeyRequired,
     UploadTimedOut,
 )
 from app.http.requests import wants_json
@@ -85,6 +86,8 @@ def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
             headers["WWW-Authenticate"] = f'SealdropPassword realm="{error.realm}"'
         else:
             headers["WWW-Authenticate"] = f'Basic realm="{error.realm}", charset="UTF-8"'
+    if isinstance(error, UploadKeyRequired):
+        headers["WWW-Authenticate"] = 'Bearer realm="sealdrop uploads"'
     if isinstance(error, TooManyAttempts | NotReady | Unavailable):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, NotReady):

@@ -2,8 +2,9 @@
 
 The metric objects live here and the code that knows an event records it with one call
 (`RECEIVED_BYTES.inc(n)`, `@count_outcomes(UPLOADS, …)`). Labels only ever hold outcomes,
-error codes and class names — never a token, a file name or anything a client chose — so
-a scrape can never leak a link (DESIGN §6). `/metrics` serves `REGISTRY` in the API; a
+error codes, class names and uploader names (set by the operator, or by the trusted auth
+proxy) — never a token, a key, a file name or anything an anonymous client chose — so a
+scrape can never leak a link (DESIGN §6). `/metrics` serves `REGISTRY` in the API; a
 standalone worker serves it on its own port (`sealdrop worker --metrics-port`).
 """
 
@@ -103,6 +104,19 @@ DATABASE_ERRORS = Counter(
     "sealdrop_database_errors",
     "Failed database statements and connections, by DB-API error class",
     ["error"],
+    registry=REGISTRY,
+)
+
+UPLOADER_BYTES = Counter(
+    "sealdrop_uploader_bytes",
+    "Plaintext bytes of the links each uploader created (policies keys and proxy)",
+    ["uploader"],
+    registry=REGISTRY,
+)
+UPLOADER_LINKS = Counter(
+    "sealdrop_uploader_links",
+    "Links each uploader created (policies keys and proxy)",
+    ["uploader"],
     registry=REGISTRY,
 )
 

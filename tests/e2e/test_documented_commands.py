@@ -319,6 +319,14 @@ RULES = [
         r" ORIGIN/api/v1/links",
         uploads_a_form,
     ),
+    # Under the documented server's policy (open) the key is not read: it uploads as without.
+    Rule(
+        r'curl -T report\.pdf -H "Authorization: Bearer \$SEALDROP_KEY" ORIGIN/', uploads_with_put
+    ),
+    Rule(
+        r"sealdrop uploaders (?:add|list|revoke)\b.*",
+        reason="changes the server's uploaders (tests/test_cli_uploaders.py runs these commands)",
+    ),
     Rule(r"curl ORIGIN/api/v1/links/<token>", shows_the_status),
     Rule(
         r"curl -X DELETE -H 'Authorization: Bearer <manage token>' ORIGIN/api/v1/links/<token>",
