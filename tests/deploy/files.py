@@ -24,7 +24,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
-TREES = {"base": K8S, "dev": K8S / "overlays" / "dev"}
+TREES = {
+    "base": K8S,
+    "dev": K8S / "overlays" / "dev",
+    "oauth2-proxy": K8S / "overlays" / "oauth2-proxy",
+}
 COMPOSE_FILE = REPO / "compose.yaml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "docker" / "Dockerfile"

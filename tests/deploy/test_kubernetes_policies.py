@@ -35,6 +35,7 @@ from tests.deploy.files import (
 ALLOWED_EGRESS = {
     "base": {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 6379), ("TCP", 443)},
     "dev": {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 6379), ("TCP", 8333)},
+    "oauth2-proxy": {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 6379), ("TCP", 443)},
 }
 INGRESS = "nginx.ingress.kubernetes.io/"
 
