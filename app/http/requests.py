@@ -45,7 +45,7 @@ def bearer_token(authorization: str | None) -> str | None:
 def client_address(request: Request) -> str:
     """The client's address, for per-client limits.
 
-    uvicorn sets it from `X-Forwarded-For` only for connections from
+    `app.http.proxies` sets it from `X-Forwarded-For` only for connections from
     `SEALDROP_TRUSTED_PROXIES`; from anyone else the header is ignored.
     """
     return request.client.host if request.client is not None else "unknown"

@@ -89,6 +89,7 @@ async def upload_page(request: Request, services: ServicesDep) -> Response:
         "max_bytes": settings.max_upload_bytes,
         "max_size": human_size(settings.max_upload_bytes),
         "base_url": public_base(request, services),
+        "upload_policy": settings.upload_policy,
     }
     return render(request, "upload.html", context, page_token=csrf.page_token(request, services))
 

@@ -2,6 +2,7 @@
 // and a clear sentence for every way these can fail.
 
 import { humanSize } from "./format.js";
+import { currentKey } from "./upload_key.js";
 
 const JSON_HEADERS = { Accept: "application/json" };
 
@@ -10,8 +11,13 @@ function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]').content;
 }
 
-/** An error whose message is meant for the person at the page. */
-export class UploadError extends Error {}
+/** An error whose message is meant for the person at the page (`status`: the HTTP one). */
+export class UploadError extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.status = status;
+  }
+}
 
 /**
  * Upload `file` with `fields` (expires_in, password, max_downloads). `onProgress(sent, total)`
@@ -29,13 +35,15 @@ export function uploadFile(file, fields, onProgress, maxBytes) {
     xhr.setRequestHeader("Accept", "application/json");
     xhr.setRequestHeader("Prefer", "respond-async");
     xhr.setRequestHeader("X-CSRF-Token", csrfToken());
+    const key = currentKey();
+    if (key) xhr.setRequestHeader("Authorization", `Bearer ${key}`);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded, event.total);
     });
     xhr.addEventListener("load", () => {
       const answer = parseJson(xhr.responseText);
       if (xhr.status === 201 || xhr.status === 202) resolve(answer);
-      else reject(new UploadError(describeFailure(xhr.status, answer, retryAfter(xhr), maxBytes)));
+      else reject(new UploadError(describeFailure(xhr.status, answer, retryAfter(xhr), maxBytes), xhr.status));
     });
     xhr.addEventListener("error", () => reject(new UploadError(describeFailure(0))));
     xhr.addEventListener("abort", () => reject(new DOMException("cancelled", "AbortError")));
@@ -93,6 +101,8 @@ export function describeFailure(status, answer = {}, retry = null, maxBytes = nu
   switch (status) {
     case 0:
       return "The connection to the server was lost. Check your network and try again.";
+    case 401:
+      return "Your upload key was not accepted (unknown or revoked). Enter it again.";
     case 403:
       return sentence(answer.error) || "This page has expired. Reload it and try again.";
     case 404:
@@ -106,6 +116,8 @@ export function describeFailure(status, answer = {}, retry = null, maxBytes = nu
         ? `This file is larger than the server accepts (at most ${humanSize(maxBytes)}).`
         : "This file is larger than the server accepts.";
     case 429:
+      // An uploader's own limits (daily quota, live links) say which in the server's words.
+      if (/quota|live links/.test(answer.error || "")) return sentence(answer.error);
       return `Too many uploads from your address. Try again ${wait}.`;
     case 502:
     case 503:

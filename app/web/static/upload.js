@@ -4,6 +4,7 @@
 import { UploadCard } from "./card.js";
 import { humanSize } from "./format.js";
 import { UploadError, uploadFile, waitUntilSealed } from "./transfer.js";
+import { forgetKey, setUpKeyForm } from "./upload_key.js";
 
 const form = document.getElementById("upload-form");
 const input = document.getElementById("file");
@@ -14,6 +15,9 @@ const list = document.getElementById("uploads");
 const template = document.getElementById("upload-item");
 const announcer = document.getElementById("announcer");
 const maxBytes = Number(form.dataset.maxBytes);
+const keyForm = document.getElementById("key-form");
+// Only under upload policy `keys` does the page hold a key form.
+const keys = keyForm ? setUpKeyForm(keyForm, form) : null;
 
 let chosen = [];
 const queue = [];
@@ -134,6 +138,10 @@ async function send({ file, fields, card }) {
       card.wasCancelled();
     } else if (error instanceof UploadError) {
       card.failed(error.message);
+      if (error.status === 401 && keys) {
+        forgetKey();
+        keys.ask(error.message);
+      }
     } else {
       console.error(error); // a bug of this page: let it be seen
       card.failed("Something went wrong. Please try again.");
