@@ -102,7 +102,7 @@ async def add_uploader(services: Services, name: str, limits: Limits, *, proxy: 
     """
     check_name(name)
     key = None if proxy else new_key()
-    async with transaction(services.sessions) as session:
+    async with transaction(services.sessions, immediate=True) as session:
         taken = await session.scalar(select(Uploader.id).where(Uploader.name == name))
         if taken is not None:
             raise BadRequest(f"an uploader named {name} already exists")
@@ -124,7 +124,7 @@ async def add_uploader(services: Services, name: str, limits: Limits, *, proxy: 
 async def revoke_uploader(services: Services, name: str) -> bool:
     """Revoke an uploader: its next upload is refused on every process. False if it
     already was; BadRequest if there is no such uploader."""
-    async with transaction(services.sessions) as session:
+    async with transaction(services.sessions, immediate=True) as session:
         known = await session.scalar(select(Uploader.id).where(Uploader.name == name))
         if known is None:
             raise BadRequest(f"no uploader is named {check_name(name)}")
@@ -185,7 +185,7 @@ async def by_proxy_name(services: Services, name: str) -> Admitted:
     UploaderRefused (403) once revoked."""
     if not _NAME_RE.fullmatch(name):
         raise BadRequest("the sign-in proxy sent a user name this server cannot take")
-    async with transaction(services.sessions) as session:
+    async with transaction(services.sessions, immediate=True) as session:
         row = await session.scalar(select(Uploader).where(Uploader.name == name))
         if row is None:
             row = await _create_proxy_uploader(session, services, name)
