@@ -115,6 +115,13 @@ class Forbidden(SealdropError):
     message = "a valid manage token is needed"
 
 
+class Conflict(SealdropError):
+    """The change contradicts what already happened (a limit below the downloads made)."""
+
+    status = 409
+    message = "this change conflicts with the link's current state"
+
+
 class UploadAborted(SealdropError):
     """The client went away or sent a broken body; nothing was kept."""
 
