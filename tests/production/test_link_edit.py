@@ -1,6 +1,7 @@
 """An owner's edit racing downloads on real PostgreSQL: the edit never overwrites them.
 
-A download that spends the last allowed download holds the link's row while the owner
+An edit moves the expiry and changes the password on PostgreSQL's clock and types. A
+download that spends the last allowed download holds the link's row while the owner
 raises the limit; the edit waits for it (it locks the row), then finds the link used up
 and answers 410: the limit stays, the link stays ended. Many downloads racing a lowered
 limit never count past it.
@@ -9,12 +10,15 @@ limit never count past it.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import text, update
 
 from app.crypto.tokens import token_hash
+from app.db.clock import as_utc
 from app.db.models import Link
+from app.domain import links, tickets
 from tests.conftest import AppClient
 from tests.support.asgi import Uploaded, upload
 from tests.support.rows import link_row
@@ -92,3 +96,24 @@ async def test_downloads_racing_a_lowered_limit_never_count_past_it(
         assert edited.status_code in (409, 410), edited.text
         assert row.max_downloads == 100
         assert row.download_count > 3
+
+
+async def test_an_edit_on_postgresql_moves_the_expiry_and_changes_the_password(
+    prod_client: AppClient,
+) -> None:
+    created = await upload(prod_client, b"edited", headers={"Link-Password": "old"})
+    link = await links.resolve(prod_client.services, created.token)
+    ticket = await tickets.issue(prod_client.services, link)
+    edited = await _patch(prod_client, created, {"expires_in": "2h", "password": "new"})
+    assert edited.status_code == 200, edited.text
+    row = await link_row(prod_client.services, created.token)
+    assert row is not None
+    assert row.max_expires_at is not None
+    left = (as_utc(row.expires_at) - datetime.now(UTC)).total_seconds()
+    assert 7200 - 300 < left <= 7200 + 300
+    assert as_utc(row.expires_at) < as_utc(row.max_expires_at)
+    assert (await prod_client.get(f"/d/{created.token}?ticket={ticket}")).status_code == 401
+    basic = httpx.BasicAuth("", "new")
+    assert (await prod_client.get(f"/d/{created.token}", auth=basic)).content == b"edited"
+    too_late = await _patch(prod_client, created, {"expires_in": "2d"})
+    assert too_late.status_code == 400
