@@ -129,6 +129,13 @@ class UploaderRefused(SealdropError):
     message = "you may not upload here"
 
 
+class Conflict(SealdropError):
+    """The change contradicts what already happened (a limit below the downloads made)."""
+
+    status = 409
+    message = "this change conflicts with the link's current state"
+
+
 class UploadAborted(SealdropError):
     """The client went away or sent a broken body; nothing was kept."""
 

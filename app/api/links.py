@@ -1,13 +1,16 @@
-"""The JSON API for one link: its status (`GET`), its QR code, and its deletion (`DELETE`)."""
+"""The JSON API for one link: its status (`GET`), its QR code, its owner's edit (`PATCH`)
+and its deletion (`DELETE`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from app.domain import link_passwords, links
+from app.domain import link_edits, link_passwords, links
+from app.errors import BadRequest
 from app.http import csrf, qr
 from app.http.deps import ServicesDep, Token
 from app.http.requests import (
@@ -113,3 +116,76 @@ async def delete_link(
     """Delete the link: it answers 410 at once and its bytes are purged."""
     await links.delete_link(services, token, bearer_token(authorization))
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+class LinkEditBody(BaseModel):
+    """What an owner may change; a field left out stays as it is, `null` removes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expires_in: StrictInt | StrictStr | None = Field(
+        default=None,
+        description="Seconds from now, or a duration such as 90m, 12h, 1d; never past the "
+        "link's latest expiry (fixed at creation)",
+    )
+    max_downloads: StrictInt | None = Field(
+        default=None, ge=1, le=1_000_000, description="The download limit; null removes it"
+    )
+    password: StrictStr | None = Field(
+        default=None, description="The new password; null removes it"
+    )
+
+    def to_edit(self) -> link_edits.LinkEdit:
+        """The validated edit: only the fields the request named."""
+        named = self.model_fields_set
+        if not named:
+            raise BadRequest("name at least one of expires_in, max_downloads, password")
+        edit = link_edits.LinkEdit()
+        if "expires_in" in named:
+            if self.expires_in is None:
+                raise BadRequest("expires_in cannot be null: a link always expires")
+            edit = replace(edit, expires_in=link_edits.parse_expires_in(self.expires_in))
+        if "max_downloads" in named:
+            edit = replace(edit, max_downloads=self.max_downloads)
+        if "password" in named:
+            password = None if self.password is None else link_edits.parse_password(self.password)
+            edit = replace(edit, password=password)
+        return edit
+
+
+@router.patch(
+    "/{token}",
+    response_model=LinkStatus,
+    responses={
+        400: {"description": "Malformed body, or an expiry past the link's latest allowed"},
+        403: {"description": "Wrong manage token, or a browser request from another site"},
+        404: {"description": "No such link"},
+        409: {"description": "A download limit below the downloads already made"},
+        410: {"description": "Expired, deleted, used up or failed: an edit never revives it"},
+    },
+    summary="Edit a link with its manage token (Authorization: Bearer <manage token>)",
+    dependencies=[Depends(csrf.guard)],
+)
+async def edit_link(
+    response: Response,
+    services: ServicesDep,
+    token: Token,
+    body: LinkEditBody,
+    authorization: Annotated[str | None, Header()] = None,
+) -> LinkStatus:
+    """Change the expiry, the download limit or the password; answers the link's status."""
+    response.headers["Cache-Control"] = "no-store"
+    await link_edits.edit_link(services, token, bearer_token(authorization), body.to_edit())
+    link = await links.resolve(services, token)
+    # The owner proved the manage token: the file's details are theirs to see.
+    return LinkStatus(
+        state=link.state,
+        expires_at=link.expires_at.isoformat().replace("+00:00", "Z"),
+        password_required=link.protected,
+        max_downloads=link.max_downloads,
+        downloads_left=link.downloads_left,
+        filename=link.filename,
+        size=link.size,
+        content_type=link.content_type,
+        sha256=link.sha256.hex(),
+    )

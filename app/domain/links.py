@@ -194,7 +194,7 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
         ).first()
         if link is None:
             raise LinkNotFound()
-        if manage_token is None or not _is_manage_token(link.manage_token_hash, manage_token):
+        if manage_token is None or not is_manage_token(link.manage_token_hash, manage_token):
             raise Forbidden()
         if link.state == LinkState.DELETED:
             raise LinkGone()
@@ -218,6 +218,7 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
     log.info("link=%s deleted by its owner", log_name(hashed))
 
 
-def _is_manage_token(manage_token_hash: bytes, candidate: str) -> bool:
+def is_manage_token(manage_token_hash: bytes, candidate: str) -> bool:
+    """Whether `candidate` is the manage token of that hash (compared in constant time)."""
     # The shape first, as for link tokens: only a token of ours can be hashed (ASCII).
     return is_token_shaped(candidate) and same_hash(manage_token_hash, token_hash(candidate))

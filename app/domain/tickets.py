@@ -2,12 +2,13 @@
 
 The share page's password form never puts the password in a URL. A right password earns a
 ticket instead, carried in the download URL (`/d/<token>/<name>?ticket=…`): bound to one
-link, good for one download, for at most a minute. Tickets are HMAC-signed with a key
-derived from the master key ring, so every API process can check them; a spent ticket is
-remembered in a `UsedTickets` store (`app.infra.used_tickets`) until it would have expired
-anyway, by what its signature vouches for (link, expiry and nonce), never by its text:
-another spelling of the same signed content is the same ticket. Their clock is the
-database's, like every other expiry.
+link and to its password as it is now (a password the owner changes voids the tickets
+issued under the old one), good for one download, for at most a minute. Tickets are
+HMAC-signed with a key derived from the master key ring, so every API process can check
+them; a spent ticket is remembered in a `UsedTickets` store (`app.infra.used_tickets`)
+until it would have expired anyway, by what its signature vouches for (link, password,
+expiry and nonce), never by its text: another spelling of the same signed content is the
+same ticket. Their clock is the database's, like every other expiry.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ async def redeem(services: Services, link: LinkView, ticket: str, *, spend: bool
 
 
 def _message(link: LinkView, body: str) -> bytes:
-    return link.id.encode("ascii") + b"\0" + body.encode("ascii")
+    # The password hash's digest binds the ticket to the password that earned it.
+    password = hashlib.sha256((link.password_hash or "").encode("ascii")).digest()
+    return link.id.encode("ascii") + b"\0" + password + b"\0" + body.encode("ascii")
 
 
 async def _database_time(services: Services) -> datetime:

@@ -227,6 +227,7 @@ async def _create_rows(
                 password_hash=password_hash,
                 max_downloads=options.max_downloads,
                 expires_at=db_now_plus(seconds(options.ttl_seconds)),
+                max_expires_at=db_now_plus(seconds(services.settings.max_ttl)),
                 state=LinkState.PENDING,
                 uploader_id=uploader.id if uploader else None,
             )

@@ -294,6 +294,16 @@ def deletes_the_link(run: Run) -> None:
     assert gone.status == 410
 
 
+def edits_the_link(run: Run) -> None:
+    """`curl -X PATCH -H 'Authorization: Bearer <manage token>' … -d '{json}' …`: applied."""
+    link, data = run.link()
+    edit = json.loads(_option_values(run.command.argv(), "-d")[0])
+    status = json.loads(run.execute(link).stdout)
+    assert status == _status(run.server, link.token, None), status
+    _check_options(status, expires_in=edit["expires_in"], max_downloads=None, password=False)
+    assert _download(run.server, link.token, None) == data
+
+
 # -- the rules --------------------------------------------------------------------------
 
 
@@ -331,6 +341,11 @@ RULES = [
     Rule(
         r"curl -X DELETE -H 'Authorization: Bearer <manage token>' ORIGIN/api/v1/links/<token>",
         deletes_the_link,
+    ),
+    Rule(
+        r"curl -X PATCH -H 'Authorization: Bearer <manage token>'"
+        r" -H 'Content-Type: application/json' -d '\{[^']*\}' ORIGIN/api/v1/links/<token>",
+        edits_the_link,
     ),
     Rule(r"make run", reason="serves on port 8000 until stopped: what `sealdrop serve` does here"),
     Rule(r"make test", reason="runs the whole suite, this test included"),

@@ -33,6 +33,18 @@ async def upload_page_with_links(server: LiveServer, _idle: LiveServer, watch: P
     await expect(card(watch.page, "a.txt").locator(".delete")).to_be_hidden()
 
 
+async def upload_page_editing_a_link(
+    server: LiveServer, _idle: LiveServer, watch: PageWatch
+) -> None:
+    await upload_page_with_links(server, _idle, watch)
+    await expect(watch.page.locator("li.saved-link")).to_have_count(2)
+    entry = watch.page.locator("li.saved-link", has_text="b.txt")
+    await entry.locator(".edit").click()
+    await entry.locator(".edit-limit").fill("0")
+    await entry.locator(".save").click()
+    await expect(entry.locator(".edit-error")).to_be_visible()
+
+
 async def share_page(server: LiveServer, _idle: LiveServer, watch: PageWatch) -> None:
     created = await put(server.url, b"hello", "hello.txt", **{"Max-Downloads": "3"})
     await watch.page.goto(created.body["url"])
@@ -68,6 +80,7 @@ async def unknown_page(server: LiveServer, _idle: LiveServer, watch: PageWatch) 
 STATES: list[Setup] = [
     upload_page,
     upload_page_with_links,
+    upload_page_editing_a_link,
     share_page,
     password_form_with_error,
     sealing_page,
@@ -78,7 +91,13 @@ STATES: list[Setup] = [
 
 # Dark mode changes colours only: the states with the most colours are checked in it too.
 CASES = [("light", state) for state in STATES] + [
-    ("dark", state) for state in (upload_page_with_links, share_page, password_form_with_error)
+    ("dark", state)
+    for state in (
+        upload_page_with_links,
+        upload_page_editing_a_link,
+        share_page,
+        password_form_with_error,
+    )
 ]
 
 

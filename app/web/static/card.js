@@ -18,6 +18,7 @@ export class UploadCard {
     this.cancelled = false;
     this.onCancel = () => {};
     this.onRetry = () => {};
+    this.onDeleted = () => {};
     const id = ++nextId;
     this.$(".upload-name").textContent = file.name;
     this.$(".upload-size").textContent = humanSize(file.size);
@@ -185,6 +186,7 @@ export class UploadCard {
         return;
       }
       this.root.dataset.state = "deleted";
+      this.onDeleted(created.token);
       this.$(".upload-result").hidden = true;
       this.setStatus("Deleted. The link no longer works.");
       this.$(".upload-status").tabIndex = -1;

@@ -1,5 +1,5 @@
-// Talking to Sealdrop's API: the upload with progress, waiting for sealing, deletion,
-// and a clear sentence for every way these can fail.
+// Talking to Sealdrop's API: the upload with progress, waiting for sealing, a link's
+// status, its edit and deletion, and a clear sentence for every way these can fail.
 
 import { humanSize } from "./format.js";
 import { currentKey } from "./upload_key.js";
@@ -11,7 +11,7 @@ function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]').content;
 }
 
-/** An error whose message is meant for the person at the page (`status`: the HTTP one). */
+/** An error whose message is meant for the person at the page; `status` is the HTTP one. */
 export class UploadError extends Error {
   constructor(message, status = 0) {
     super(message);
@@ -76,6 +76,31 @@ export async function deleteLink(token, manageToken) {
   });
   if (answer.status === 204 || answer.status === 410) return;
   throw new UploadError(describeFailure(answer.status, parseJson(await answer.text())));
+}
+
+/** A link's status (GET): its state, expiry and limits, without its password. */
+export async function linkStatus(token) {
+  const answer = await fetch(`/api/v1/links/${token}`, { headers: JSON_HEADERS });
+  const body = parseJson(await answer.text());
+  if (!answer.ok) throw new UploadError(describeFailure(answer.status, body), answer.status);
+  return body;
+}
+
+/** Edit a link with its manage token (PATCH); resolves with its new status. */
+export async function editLink(token, manageToken, changes) {
+  const answer = await fetch(`/api/v1/links/${token}`, {
+    method: "PATCH",
+    headers: {
+      ...JSON_HEADERS,
+      "Content-Type": "application/json",
+      Authorization: `Bearer ${manageToken}`,
+      "X-CSRF-Token": csrfToken(),
+    },
+    body: JSON.stringify(changes),
+  });
+  const body = parseJson(await answer.text());
+  if (!answer.ok) throw new UploadError(describeFailure(answer.status, body), answer.status);
+  return body;
 }
 
 function parseJson(text) {

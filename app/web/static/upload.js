@@ -1,8 +1,10 @@
 // The upload page: choose or drop files, send them one after another with live progress,
 // and show each link as it becomes ready. Several batches can follow without a reload.
+// Each link made is remembered in this browser and listed under "Your links".
 
 import { UploadCard } from "./card.js";
 import { humanSize } from "./format.js";
+import { SavedLinks } from "./saved.js";
 import { UploadError, uploadFile, waitUntilSealed } from "./transfer.js";
 import { forgetKey, setUpKeyForm } from "./upload_key.js";
 
@@ -18,6 +20,14 @@ const maxBytes = Number(form.dataset.maxBytes);
 const keyForm = document.getElementById("key-form");
 // Only under upload policy `keys` does the page hold a key form.
 const keys = keyForm ? setUpKeyForm(keyForm, form) : null;
+
+const lifetimes = Array.from(form.elements.expires_in.options, (option) => [option.value, option.text]);
+const saved = new SavedLinks(
+  document.getElementById("saved-section"),
+  document.getElementById("saved-item"),
+  lifetimes,
+  announce,
+);
 
 let chosen = [];
 const queue = [];
@@ -85,6 +95,7 @@ function submit(event) {
   document.getElementById("uploads-section").hidden = false;
   for (const file of chosen) {
     const card = new UploadCard(template, file, announce);
+    card.onDeleted = (token) => saved.deleted(token);
     const job = { file, fields, card };
     card.onRetry = () => {
       queue.push(job);
@@ -133,6 +144,7 @@ async function send({ file, fields, card }) {
       await waitUntilSealed(created.token);
     }
     card.ready(created, fields);
+    saved.remember(created, file.name);
   } catch (error) {
     if (error.name === "AbortError") {
       card.wasCancelled();
