@@ -227,7 +227,9 @@ async def _create_rows(
                 password_hash=password_hash,
                 max_downloads=options.max_downloads,
                 expires_at=db_now_plus(seconds(options.ttl_seconds)),
-                max_expires_at=db_now_plus(seconds(services.settings.max_ttl)),
+                max_expires_at=db_now_plus(
+                    seconds(upload_policy.max_ttl(services.settings, uploader))
+                ),
                 state=LinkState.PENDING,
                 uploader_id=uploader.id if uploader else None,
             )
