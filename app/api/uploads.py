@@ -59,6 +59,7 @@ ERRORS: dict[int | str, dict[str, str]] = {
     413: {"description": "The file is larger than the server accepts"},
     429: {"description": "Too many uploads; try again later"},
     503: {"description": "A backing service is unavailable"},
+    507: {"description": "The server's storage is full; nothing was kept"},
 }
 
 
