@@ -1,4 +1,4 @@
-"""The `sealdrop` command: serve, worker, migrate, purge, keys, storage, uploaders.
+"""The `sealdrop` command: serve, worker, migrate, purge, keys, links, storage, uploaders.
 
 Each subcommand reads the same settings (`SEALDROP_*`) and exits non-zero with one clear
 line on a configuration error, never a traceback with secrets in it.
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +168,8 @@ async def _purge(services: object) -> None:
     print(
         f"purged {report.links_purged} links, failed {report.jobs_failed} dead jobs, "
         f"removed {report.tombstones_removed} tombstones, swept {len(report.objects_swept)} "
-        f"objects, aborted {report.uploads_aborted} unfinished uploads"
+        f"objects, aborted {report.uploads_aborted} unfinished uploads, released "
+        f"{report.reservations_released} abandoned reservations"
     )
 
 
@@ -322,6 +325,81 @@ def _add_uploader_commands(sub: Any) -> None:
     p.set_defaults(func=uploaders_revoke)
 
 
+async def _links_list(services: object, args: argparse.Namespace) -> None:
+    from app.domain.operator_links import list_links
+    from app.services import Services
+
+    assert isinstance(services, Services)
+    found = await list_links(services, uploader=args.uploader, larger_than=args.larger_than)
+    if args.json:
+        print(json.dumps([_link_json(link) for link in found], indent=2))
+        return
+    print(_LINK_LINE.format("HASH", "STATE", "SIZE", "CREATED", "EXPIRES", "DOWNLOADS", "UPLOADER"))
+    for link in found:
+        downloads = f"{link.downloads}/{link.max_downloads or '-'}"
+        print(
+            _LINK_LINE.format(
+                link.hash_prefix,
+                link.state,
+                link.size,
+                _when(link.created_at),
+                _when(link.expires_at),
+                downloads,
+                link.uploader or "-",
+            )
+        )
+
+
+_LINK_LINE = "{:<12}  {:<7}  {:>13}  {:<20}  {:<20}  {:>11}  {}"
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _link_json(link: Any) -> dict[str, Any]:
+    return {
+        "hash": link.hash_prefix,
+        "state": str(link.state),
+        "size": link.size,
+        "created_at": _when(link.created_at),
+        "expires_at": _when(link.expires_at),
+        "downloads": link.downloads,
+        "max_downloads": link.max_downloads,
+        "uploader": link.uploader,
+        "protected": link.protected,
+    }
+
+
+def links_list(args: argparse.Namespace) -> None:
+    """List live and pending links (hash prefix, never a token or a file name)."""
+    _operator_command(_links_list, args)
+
+
+async def _links_revoke(services: object, args: argparse.Namespace) -> None:
+    from app.domain.operator_links import revoke
+    from app.services import Services
+
+    assert isinstance(services, Services)
+    revoked = await revoke(services, args.ref)
+    print(f"revoked link {revoked.hash_prefix} (was {revoked.was}); it answers 410 from now on")
+
+
+def links_revoke(args: argparse.Namespace) -> None:
+    """Revoke one link by URL, token or hash prefix: 410 at once, purged by the janitor."""
+    _operator_command(_links_revoke, args)
+
+
+def _operator_command(action: Callable[..., Awaitable[None]], args: argparse.Namespace) -> None:
+    """Run `action`; a refusal of the domain is one line on stderr and exit status 1."""
+    from app.errors import SealdropError
+
+    try:
+        asyncio.run(_with_services(action, args))
+    except SealdropError as error:
+        sys.exit(f"sealdrop: {error.message}")
+
+
 def storage_init(_args: argparse.Namespace) -> None:
     """Create the buckets and set their public-access block and lifecycle rules."""
     from app.storage.s3 import init_buckets
@@ -366,6 +444,7 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("rewrap", help="re-wrap data keys under the active key").set_defaults(
         func=keys_rewrap
     )
+    _link_commands(sub)
     storage = sub.add_parser("storage", help="object storage").add_subparsers(
         dest="storage", required=True
     )
@@ -374,6 +453,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_uploader_commands(sub)
     return parser
+
+
+def _link_commands(sub: Any) -> None:
+    links = sub.add_parser("links", help="the operator's view of links").add_subparsers(
+        dest="links", required=True
+    )
+    p = links.add_parser("list", help="live and pending links, by token-hash prefix")
+    p.add_argument("--uploader", metavar="NAME", help="only this uploader's links")
+    p.add_argument(
+        "--larger-than", metavar="SIZE", type=_size_arg, help="only files larger than SIZE (500M)"
+    )
+    p.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    p.set_defaults(func=links_list)
+    p = links.add_parser("revoke", help="revoke a link: 410 at once, its file purged")
+    p.add_argument("ref", metavar="REF", help="share URL, token, or 8+ hex digits of its hash")
+    p.set_defaults(func=links_revoke)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -90,6 +90,13 @@ class UploadTooLarge(SealdropError):
     message = "the file is larger than this server accepts"
 
 
+class StorageFull(SealdropError):
+    """Storing the upload would take the stores past `SEALDROP_MAX_STORED_BYTES`."""
+
+    status = 507
+    message = "the server's storage is full; nothing was kept"
+
+
 class RangeNotSatisfiable(SealdropError):
     """The requested byte range lies outside the file."""
 

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
 
     max_ttl: int = Field(default=24 * 3600)
     max_upload_bytes: int = Field(default=5 * 1024**3)
+    # Staged and sealed bytes the stores may hold together; 0: no cap.
+    max_stored_bytes: int = Field(default=0, ge=0)
     # 5 GiB at 1 Mbit/s; an upload still arriving after this is ended (408), so that the
     # janitor can treat older unfinished writes as abandoned.
     max_upload_seconds: float = Field(default=12 * 3600, gt=0)
@@ -146,7 +148,7 @@ class Settings(BaseSettings):
     def _duration(cls, value: str | int) -> int:
         return parse_duration(value)
 
-    @field_validator("max_upload_bytes", mode="before")
+    @field_validator("max_upload_bytes", "max_stored_bytes", mode="before")
     @classmethod
     def _size(cls, value: str | int) -> int:
         return parse_size(value)

@@ -1,4 +1,5 @@
-"""The janitor: purges what has expired or been deleted, and sweeps what no row knows.
+"""The janitor: purges what has expired or been deleted, sweeps what no row knows, and
+releases the stored-bytes reservations of uploads whose process died.
 
 Every worker runs it; it is safe to run twice at once and to kill at any point, because
 each step is a conditional write whose row count says who acts, and deleting an object
@@ -26,6 +27,7 @@ from app.db.models import (
     LinkState,
 )
 from app.db.session import transaction
+from app.domain import storage_cap
 from app.services import Services
 from app.storage.object_keys import (
     BLOBS_PREFIX,
@@ -52,6 +54,8 @@ class Report:
     tombstones_removed: int = 0
     objects_swept: list[str] = field(default_factory=list)
     uploads_aborted: int = 0
+    reservations_released: int = 0
+    stored_bytes_drift: int = 0
 
 
 async def run_once(services: Services) -> Report:
@@ -62,7 +66,10 @@ async def run_once(services: Services) -> Report:
     report.tombstones_removed = await remove_old_tombstones(services)
     report.objects_swept = await sweep_orphans(services)
     report.uploads_aborted = await abort_stale_uploads(services)
-    if any((report.jobs_failed, report.links_purged, report.objects_swept)):
+    report.reservations_released = await storage_cap.release_abandoned(services)
+    report.stored_bytes_drift = await storage_cap.recount(services)
+    done = (report.jobs_failed, report.links_purged, report.objects_swept)
+    if any((*done, report.reservations_released, report.stored_bytes_drift)):
         log.info("janitor: %s", report)
     return report
 
@@ -145,8 +152,13 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
                 .returning(Job.id, Job.attempt_blob_id, Job.attempt_upload_id)
             )
         ).all()
+        for job in jobs:
+            await storage_cap.release_job(session, job.id)
         if blob_id is not None:
-            await session.execute(delete(Blob).where(Blob.id == blob_id))
+            sealed = await session.scalar(
+                delete(Blob).where(Blob.id == blob_id).returning(Blob.ciphertext_size)
+            )
+            await storage_cap.add(session, -(sealed or 0))
     # The rows are gone (keys shredded); now the objects.
     if blob_id is not None:
         await services.blobs.delete(blob_object_key(blob_id))

@@ -17,6 +17,7 @@ from app.crypto.tokens import new_id
 from app.db.clock import as_utc, db_now, db_now_plus, seconds
 from app.db.models import Blob, Job, JobState, Link, LinkState
 from app.db.session import transaction
+from app.domain import storage_cap
 from app.infra import metrics
 from app.services import Services
 
@@ -219,6 +220,8 @@ async def finish(services: Services, job: ClaimedJob, blob: SealedBlob) -> bool:
             done = await session.execute(delete(Job).where(_fenced(job)))
             if link.rowcount != 1 or done.rowcount != 1:  # type: ignore[attr-defined]
                 raise _Refused
+            # The staged copy is uncounted here; its delete follows the commit at once.
+            await storage_cap.release_job(session, job.id, blob_bytes=blob.ciphertext_size)
     except _Refused:
         return False
     return True
@@ -276,7 +279,8 @@ async def _fail(
     services: Services, link_id: str, job_condition: ColumnElement[bool], error: str
 ) -> bool:
     """The one way a job fails, all or nothing: the link (if still pending) and the job
-    become `failed`, the lease is cleared and the staging key destroyed."""
+    become `failed`, the lease is cleared, the staging key destroyed and the job's
+    stored bytes uncounted."""
     try:
         async with transaction(services.sessions, immediate=True) as session:
             await session.execute(
@@ -284,21 +288,26 @@ async def _fail(
                 .where(Link.id == link_id, Link.state == LinkState.PENDING)
                 .values(state=LinkState.FAILED)
             )
-            result = await session.execute(
-                update(Job)
-                .where(job_condition)
-                .values(
-                    state=JobState.FAILED,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    staging_key_id=None,
-                    staging_wrapped_key=None,
-                    last_error=error[:500],
-                    updated_at=db_now(),
+            failed = (
+                await session.execute(
+                    update(Job)
+                    .where(job_condition)
+                    .values(
+                        state=JobState.FAILED,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        staging_key_id=None,
+                        staging_wrapped_key=None,
+                        last_error=error[:500],
+                        updated_at=db_now(),
+                    )
+                    .returning(Job.id)
                 )
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            ).all()
+            if len(failed) != 1:
                 raise _Refused
+            # Its staged copy is deleted after the commit; it is uncounted with the job.
+            await storage_cap.release_job(session, failed[0].id)
     except _Refused:
         return False
     return True

@@ -14,6 +14,7 @@ import socket
 from contextlib import suppress
 
 from app.crypto.tokens import new_id
+from app.domain import storage_cap
 from app.infra import metrics
 from app.services import Services
 from app.storage.object_keys import staging_object_key
@@ -188,11 +189,13 @@ class Worker:
             await self.services.notifier.link_settled(job.link_id)
 
     async def _queue_depth_loop(self) -> None:
+        metrics.STORED_BYTES_CAP.set(self.services.settings.max_stored_bytes)
         while not self._stopping.is_set():
             try:
                 metrics.QUEUE_DEPTH.set(await queue.depth(self.services))
+                metrics.STORED_BYTES.set(await storage_cap.stored_bytes(self.services))
             except Exception:
-                log.warning("could not count queued jobs", exc_info=True)
+                log.warning("could not count queued jobs or stored bytes", exc_info=True)
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), QUEUE_DEPTH_SECONDS)
 

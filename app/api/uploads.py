@@ -66,6 +66,7 @@ ERRORS: dict[int | str, dict[str, str]] = {
         "used up (Retry-After)"
     },
     503: {"description": "A backing service is unavailable"},
+    507: {"description": "The server's storage is full; nothing was kept"},
 }
 
 

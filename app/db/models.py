@@ -1,5 +1,6 @@
 """SQLAlchemy 2.0 models of DESIGN §3: links, blobs and jobs, and the states they go through;
-the uploaders that may create links, their daily usage, and the stored-bytes total.
+the uploaders that may create links, their daily usage, the stored-bytes total and the
+reservations it is made of.
 
 Timestamps are written and compared by the database clock (see `app.db.clock`), never by
 the pod's. Token and manage-token hashes are 32 raw SHA-256 bytes. A state is stored as
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -213,3 +215,16 @@ class StorageUsage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class StorageReservation(Base):
+    """Bytes counted in `storage_usage` for one upload, under its job's id: while its body
+    arrives (`in_flight`), then for as long as its job lives (the staged copy and the blob
+    it becomes). Every change to it and to the total is made in one transaction."""
+
+    __tablename__ = "storage_reservations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    in_flight: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crypto.tokens import is_token_shaped, log_name, same_hash, token_hash
 from app.db.clock import as_utc, db_now
 from app.db.models import ENDED_LINK_STATES, LIVE_JOB_STATES, Blob, Job, Link, LinkState
 from app.db.session import transaction
+from app.domain import storage_cap
 from app.errors import (
     Forbidden,
     LinkGone,
@@ -198,24 +200,39 @@ async def delete_link(services: Services, token: str, manage_token: str | None) 
             raise Forbidden()
         if link.state == LinkState.DELETED:
             raise LinkGone()
-        await session.execute(
-            update(Link).where(Link.id == link.id).values(state=LinkState.DELETED)
-        )
-        cancelled = (
-            (
-                await session.execute(
-                    delete(Job)
-                    .where(Job.link_id == link.id, Job.state.in_(LIVE_JOB_STATES))
-                    .returning(Job.id)
-                )
+        cancelled = await mark_deleted(session, link.id)
+    await after_delete(services, hashed, cancelled)
+    log.info("link=%s deleted by its owner", log_name(hashed))
+
+
+async def mark_deleted(session: AsyncSession, link_id: str) -> list[str]:
+    """In the caller's transaction: the link becomes `deleted` (the janitor purges it) and
+    its live job is cancelled, its stored bytes uncounted. Returns the cancelled jobs' ids,
+    whose staged objects `after_delete` removes once the transaction has committed."""
+    await session.execute(update(Link).where(Link.id == link_id).values(state=LinkState.DELETED))
+    cancelled = (
+        (
+            await session.execute(
+                delete(Job)
+                .where(Job.link_id == link_id, Job.state.in_(LIVE_JOB_STATES))
+                .returning(Job.id)
             )
-            .scalars()
-            .all()
         )
+        .scalars()
+        .all()
+    )
+    for job_id in cancelled:
+        await storage_cap.release_job(session, job_id)
+    return list(cancelled)
+
+
+async def after_delete(services: Services, hashed: bytes, cancelled: list[str]) -> None:
+    """After a deletion's commit: its staged objects go, and its token answers 410 at once
+    wherever the negative cache is shared (a process's own cache never held the live
+    link: only negative answers are cached, and the row says `deleted` now)."""
     for job_id in cancelled:
         await services.staging.delete(staging_object_key(job_id))
     await services.cache.put(hashed, 410)
-    log.info("link=%s deleted by its owner", log_name(hashed))
 
 
 def is_manage_token(manage_token_hash: bytes, candidate: str) -> bool:

@@ -25,7 +25,7 @@ from app.crypto.tokens import log_name, new_id, new_token, token_hash
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, JobState, Link, LinkState
 from app.db.session import transaction
-from app.domain import upload_policy, upload_quota
+from app.domain import storage_cap, upload_policy, upload_quota
 from app.domain.digits import whole_number
 from app.domain.uploaders import Admitted
 from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
@@ -124,19 +124,24 @@ async def receive_upload(
     """
     check_declared_size(declared_size, services)
     upload_policy.check_declared_size(declared_size, uploader)
-    async with upload_quota.allowance(services, uploader, declared_size) as allowance:
-        staged = await _stage(services, allowance.metered(body), declared_size)
-        try:
-            chosen = options()
-            password_hash = (
-                await services.passwords.hash(chosen.password)
-                if chosen.password is not None
-                else None
-            )
-            created = await _create_rows(services, chosen, staged, password_hash, uploader)
-        except BaseException:
-            await asyncio.shield(services.staging.delete(staging_object_key(staged.job_id)))
-            raise
+    reservation = storage_cap.Reservation(services, job_id=new_id())
+    try:
+        async with upload_quota.allowance(services, uploader, declared_size) as allowance:
+            staged = await _stage(services, reservation, allowance.metered(body), declared_size)
+            try:
+                chosen = options()
+                password_hash = (
+                    await services.passwords.hash(chosen.password)
+                    if chosen.password is not None
+                    else None
+                )
+                created = await _create_rows(services, chosen, staged, password_hash, uploader)
+            except BaseException:
+                await asyncio.shield(services.staging.delete(staging_object_key(staged.job_id)))
+                raise
+    except BaseException:
+        await asyncio.shield(reservation.release())
+        raise
     await services.cache.forget(token_hash(created.token))
     await services.notifier.job_queued()
     log.info("upload staged link=%s size=%d", log_name(token_hash(created.token)), staged.size)
@@ -144,15 +149,22 @@ async def receive_upload(
 
 
 async def _stage(
-    services: Services, body: AsyncIterator[sealing.Buffer], declared_size: int | None
+    services: Services,
+    reservation: storage_cap.Reservation,
+    body: AsyncIterator[sealing.Buffer],
+    declared_size: int | None,
 ) -> _Staged:
-    job_id = new_id()
+    job_id = reservation.job_id
+    # Before anything is staged: the announced size, or a first step of an unknown one.
+    await reservation.cover(declared_size or 0, exact=declared_size is not None)
     staging_key = new_data_key()
     key_id, wrapped = services.keys.wrap(staging_key, staging_key_context(job_id))
     writer = await services.staging.open_writer(staging_object_key(job_id), size_hint=declared_size)
     try:
         async with _upload_deadline(services.settings.max_upload_seconds):
-            size, digest = await _seal_into(services, writer, staging_key, body, declared_size)
+            size, digest = await _seal_into(
+                services, writer, staging_key, reservation.covering(body), declared_size
+            )
             await writer.commit()
     except BaseException:
         await asyncio.shield(writer.abort())
@@ -243,6 +255,9 @@ async def _create_rows(
                 staging_key_id=staged.key_id,
                 staging_wrapped_key=staged.wrapped_key,
             )
+        )
+        await storage_cap.hold_for_job(
+            session, staged.job_id, staged.size, services.settings.segment_log2
         )
         expires_at = (
             await session.execute(select(Link.expires_at).where(Link.id == link_id))

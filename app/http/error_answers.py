@@ -25,6 +25,7 @@ from app.errors import (
     PasswordRequired,
     RangeNotSatisfiable,
     SealdropError,
+    StorageFull,
     TooManyAttempts,
     Unavailable,
     UploadKeyRequired,
@@ -102,7 +103,8 @@ def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
 
 async def _domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, SealdropError)
-    if error.status >= 500 and not isinstance(error, NotReady | Unavailable):
+    # A full store is an answer the domain logged as it decided, not a fault of ours.
+    if error.status >= 500 and not isinstance(error, NotReady | Unavailable | StorageFull):
         log.error("%s %s: %s", request.method, _where(request), error.message)
     return error_response(request, error.status, error.message, _headers_for(request, error))
 

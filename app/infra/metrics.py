@@ -83,6 +83,17 @@ QUEUE_DEPTH = Gauge(
     "Jobs waiting to be sealed (refreshed by the worker every few seconds)",
     registry=REGISTRY,
 )
+STORED_BYTES = Gauge(
+    "sealdrop_stored_bytes",
+    "Bytes the stores hold, staged uploads and sealed blobs, as counted against the cap "
+    "(refreshed by the worker every few seconds)",
+    registry=REGISTRY,
+)
+STORED_BYTES_CAP = Gauge(
+    "sealdrop_stored_bytes_cap",
+    "SEALDROP_MAX_STORED_BYTES: the most the stores may hold (0: no cap)",
+    registry=REGISTRY,
+)
 NEGATIVE_CACHE = Counter(
     "sealdrop_negative_cache_lookups",
     "Token lookups in the negative cache, by result (hit or miss)",
