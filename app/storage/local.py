@@ -23,6 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+import anyio.lowlevel
 import anyio.to_thread
 
 from app.storage.base import (
@@ -129,7 +130,9 @@ class LocalStore(ObjectStore):
 
         fd = await _in_thread(open_file, f"cannot read {key!r}")
         try:
-            buffer = memoryview(bytearray(chunk_size))
+            buffer = memoryview(
+                bytearray(chunk_size if length is None else min(chunk_size, length))
+            )
             offset, remaining = start, length
             while remaining is None or remaining > 0:
                 view = buffer[: chunk_size if remaining is None else min(chunk_size, remaining)]
@@ -146,12 +149,15 @@ class LocalStore(ObjectStore):
 
     async def _read_at(self, fd: int, view: memoryview, offset: int, key: str) -> int:
         try:
-            got = read_cached(fd, view, offset, in_memory=self._in_memory)
+            got, done = read_cached(fd, view, offset, in_memory=self._in_memory)
         except OSError as exc:
             raise StorageError(f"cannot read {key!r}: {exc.strerror or exc}") from exc
-        if got == len(view):
+        if done:
+            # A read that never waits never yields to the event loop: let other requests
+            # (and a cancellation) in between chunks.
+            await anyio.lowlevel.checkpoint()
             return got
-        # Not in memory (or the end of the file): the rest from a worker thread.
+        # Not in memory: the rest from a worker thread.
         rest = view[got:]
         return got + await _in_thread(
             lambda: read_full(fd, rest, offset + got), f"cannot read {key!r}"

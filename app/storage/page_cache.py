@@ -37,11 +37,11 @@ def memory_backed(path: Path) -> bool:
     return best_type in MEMORY_FILE_SYSTEMS
 
 
-def read_cached(fd: int, view: memoryview, offset: int, *, in_memory: bool) -> int:
+def read_cached(fd: int, view: memoryview, offset: int, *, in_memory: bool) -> tuple[int, bool]:
     """Read into `view` from `offset` what can be read without waiting for a disk.
 
-    Returns the bytes read: all of `view` unless the file ends first, or fewer when the
-    rest is not in memory (the caller reads that in a thread; 0 at the end of the file too).
+    Returns the bytes read and whether the read is done: it is unless the rest is not in
+    memory, which the caller then reads in a thread (`read_full`).
     """
     got = 0
     while got < len(view):
@@ -52,12 +52,12 @@ def read_cached(fd: int, view: memoryview, offset: int, *, in_memory: bool) -> i
                 n = os.preadv(fd, [view[got:]], offset + got, os.RWF_NOWAIT)
         except OSError as error:
             if error.errno in (errno.EAGAIN, errno.EOPNOTSUPP):
-                return got
+                return got, False
             raise
         if n == 0:
-            return got
+            return got, True  # the end of the file
         got += n
-    return got
+    return got, True
 
 
 def read_full(fd: int, view: memoryview, offset: int) -> int:
