@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from bench import clients
 from bench.nginx import Nginx
 from bench.stacks import Stack
-from bench.system import Probe, Usage
+from bench.system import Probe, Usage, warm_memory
 
 MB = 1_000_000
 GIB = 1 << 30
@@ -224,6 +224,8 @@ class SealdropCases:
     ) -> Sample:
         usage: dict[str, Usage] = {}
         body = self.scratch / "answer.json"
+        # Two copies are stored at the peak: the staged body and the sealed blob.
+        warm_memory(self.stack.root, 2 * self.files.size)
         with measured(self.stack.probes, usage):
             answer = send(f"{self.stack.base_url}{path}", self.files.big, answer=body)
         if answer.status != 201:
@@ -273,6 +275,7 @@ class NginxCases:
         self._puts += 1
         url = self.nginx.dav_url(f"put-{self._puts}.bin")
         usage: dict[str, Usage] = {}
+        warm_memory(self.nginx.root, self.files.size)
         with measured(self._probes(), usage):
             answer = clients.put(url, self.files.big)
         if answer.status not in (201, 204):

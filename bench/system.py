@@ -7,6 +7,7 @@ current RSS), so each case measures its own peak and not an earlier one's.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shutil
@@ -18,7 +19,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from app.storage.page_cache import memory_backed
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CRYPTO_PROBE_BYTES = 256 << 20
+WARM_BLOCK = bytes(1 << 20)
 APT_PACKAGES = {"nginx": "nginx", "wrk": "wrk", "curl": "curl"}
 
 
@@ -131,6 +138,7 @@ def machine() -> dict[str, str]:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "cpu": f"{cpu}, {os.cpu_count()} cores",
+        **crypto_speeds(),
         "memory": f"{int(mem) // 1024 // 1024} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -138,6 +146,45 @@ def machine() -> dict[str, str]:
         "curl": _version(["curl", "--version"]).split(" (")[0],
         "wrk": _version(["wrk", "--version"]).split(" [")[0],
     }
+
+
+def crypto_speeds(nbytes: int = CRYPTO_PROBE_BYTES) -> dict[str, str]:
+    """AES-256-GCM (1 MiB segments) and SHA-256 in this process, one thread: the host's
+    crypto, which sets the floor of every case's CPU and differs fourfold between hosts."""
+    cipher = AESGCM(AESGCM.generate_key(bit_length=256))
+    block, out = os.urandom(1 << 20), bytearray((1 << 20) + 16)
+    count = nbytes >> 20
+    started = time.perf_counter()
+    for index in range(count):
+        cipher.encrypt_into(index.to_bytes(12, "big"), block, b"header", out)
+    sealed = time.perf_counter() - started
+    digest = hashlib.sha256()
+    started = time.perf_counter()
+    for _ in range(count):
+        digest.update(block)
+    hashed = time.perf_counter() - started
+    return {
+        "aes-256-gcm": f"{nbytes / sealed / 1e9:.1f} GB/s",
+        "sha-256": f"{nbytes / hashed / 1e9:.2f} GB/s",
+    }
+
+
+def warm_memory(folder: Path, nbytes: int) -> None:
+    """Write `nbytes` into a file in `folder` and remove it, before an upload is measured.
+
+    On a guest that hands idle memory back to its host, a tmpfs write into pages unused for
+    a while costs several times one into pages freed moments ago; without this, an upload's
+    speed depends on which case ran before it in the round. Folders on a disk are left
+    alone (the 5 GiB case).
+    """
+    if not memory_backed(folder):
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".bench-warm"
+    with path.open("wb") as out:
+        for _ in range(0, nbytes, len(WARM_BLOCK)):
+            out.write(WARM_BLOCK)
+    path.unlink()
 
 
 def _version(command: list[str]) -> str:

@@ -62,6 +62,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while await self._free_slot():
+            self.services.notifier.forget_job_queued()
             job = await self._claim()
             if job is None:
                 self._slots.release()
@@ -70,6 +71,11 @@ class Worker:
             task = asyncio.create_task(self._process(job))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+            if not job.more:
+                # Nothing else was runnable: claiming again at once would only find nothing,
+                # and its write transaction would hold up this job's own (a 4 KiB upload
+                # waited for it). A job queued since the claim wakes the loop.
+                await self._idle()
 
     async def _free_slot(self) -> bool:
         """Take a slot; False once stopping, even while every slot is busy, so that the

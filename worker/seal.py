@@ -16,7 +16,6 @@ from app.crypto.keys import KeyRingError, data_key_context, new_data_key, stagin
 from app.services import Services
 from app.storage.base import ObjectMissing, ObjectWriter
 from app.storage.object_keys import blob_object_key, staging_object_key
-from app.storage.readahead import read_ahead
 from worker import queue
 from worker.queue import ClaimedJob, SealedBlob
 
@@ -81,7 +80,8 @@ def _staging_key(services: Services, job: ClaimedJob) -> bytes:
 
 async def _read_staging_header(services: Services, job: ClaimedJob) -> bytes:
     try:
-        chunks = [c async for c in services.staging.read(staging_object_key(job.id), 0, 16)]
+        key = staging_object_key(job.id)
+        chunks = [bytes(c) async for c in services.staging.stream(key, 0, 16)]
     except ObjectMissing:
         raise PermanentFailure("the staged upload is missing") from None
     return b"".join(chunks)
@@ -103,15 +103,14 @@ async def _reseal(
 ) -> None:
     layout = opener.layout
     await writer.write(sealer.header)
-    # The next staged segment is read while this one is resealed; the plaintext and the
-    # sealed segment each live in one reused buffer, so no size of file allocates more.
-    chunks = read_ahead(
-        services.staging.read(
-            staging_object_key(job.id),
-            sealing.HEADER_SIZE,
-            layout.ciphertext_size - sealing.HEADER_SIZE,
-            chunk_size=layout.segment_size + sealing.TAG_SIZE,
-        )
+    # Each staged segment is opened before the next is asked for (`stream`: read in place
+    # from memory, or one ahead from S3); the plaintext and the sealed segment each live in
+    # one reused buffer, so no size of file allocates more.
+    chunks = services.staging.stream(
+        staging_object_key(job.id),
+        sealing.HEADER_SIZE,
+        layout.ciphertext_size - sealing.HEADER_SIZE,
+        chunk_size=layout.segment_size + sealing.TAG_SIZE,
     )
     plain_buffer = bytearray(layout.segment_size)
     index = 0
@@ -126,9 +125,7 @@ async def _reseal(
             index += 1
     finally:
         # A read left early holds a file or an HTTP body open until garbage collection.
-        closer = getattr(chunks, "aclose", None)
-        if closer is not None:
-            await closer()
+        await chunks.aclose()
     if index != layout.segment_count:
         raise PermanentFailure("the staged upload is shorter than recorded")
     await writer.write(sealer.finish())

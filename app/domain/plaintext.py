@@ -20,7 +20,6 @@ from app.errors import BlobCorrupted, LinkGone
 from app.services import Services
 from app.storage.base import ObjectMissing
 from app.storage.object_keys import blob_object_key
-from app.storage.readahead import read_ahead
 
 # The downloads' logger still: these lines read and are filtered as before the move.
 log = logging.getLogger("sealdrop.downloads")
@@ -92,14 +91,9 @@ async def _plaintext(
         length += 1
     # The object's own header is not read: every segment is authenticated with the header
     # recorded in the database as associated data, so an edited copy cannot change a byte.
-    # The next segment is read while this one is decrypted and sent.
-    sealed_chunks = read_ahead(
-        services.blobs.read(
-            blob_object_key(blob.id),
-            offset,
-            length,
-            chunk_size=layout.segment_size + sealing.TAG_SIZE,
-        )
+    # Each segment is decrypted (into a new buffer) before the next is asked for.
+    sealed_chunks = services.blobs.stream(
+        blob_object_key(blob.id), offset, length, chunk_size=layout.segment_size + sealing.TAG_SIZE
     )
     index = segments.start
     try:
@@ -119,8 +113,6 @@ async def _plaintext(
             index += 1
     finally:
         # A read left early (bad tag, client gone) holds a file or an HTTP body open.
-        closer = getattr(sealed_chunks, "aclose", None)
-        if closer is not None:
-            await closer()
+        await sealed_chunks.aclose()
     if index != segments.stop:
         raise sealing.SealError("the stored blob is shorter than recorded")

@@ -38,6 +38,11 @@ class Notifier:
         for event in self._link_events.get(link_id, ()):
             event.set()
 
+    def forget_job_queued(self) -> None:
+        """Drop a wake-up already heard: called before a claim, whose query sees every job
+        queued until then, so that only jobs queued after it wake the workers again."""
+        self._job_event.clear()
+
     async def wait_for_job(self, at_most: float) -> None:
         """Return when a job may be waiting, or after `at_most` seconds."""
         try:

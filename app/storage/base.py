@@ -17,6 +17,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
+from app.storage.readahead import read_ahead
+
 # Keys name files on disk and objects in S3: each part must be a plain file name (no
 # `.`/`..`, nothing hidden — names starting with a dot are the local backend's
 # temporaries), short enough to leave room for the temporary's suffix.
@@ -140,6 +142,17 @@ class ObjectStore(ABC):
         the first iteration) when the object does not exist. A reader that stops early calls
         `aclose()` (or uses `contextlib.aclosing`) to release the file or connection at once.
         """
+
+    def stream(
+        self, key: str, start: int = 0, length: int | None = None, *, chunk_size: int = 1 << 20
+    ) -> AsyncGenerator[bytes | memoryview, None]:
+        """Like `read`, for a reader that is done with each chunk before it asks for the next.
+
+        A chunk may be a view of a buffer that the next one overwrites. The default reads one
+        chunk ahead (`read_ahead`) while the caller works on this one; a backend that can
+        read faster in place overrides it.
+        """
+        return read_ahead(self.read(key, start, length, chunk_size=chunk_size))
 
     @abstractmethod
     async def size(self, key: str) -> int | None:

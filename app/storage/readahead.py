@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 
-async def read_ahead(chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+async def read_ahead(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
     """Yield `chunks` in order while the next one is already being fetched.
 
     Errors of the underlying reader come out where they would have; leaving early (or an

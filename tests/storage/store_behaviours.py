@@ -39,6 +39,13 @@ async def read_chunks(
     return [chunk async for chunk in store.read(key, start, length, chunk_size=chunk_size)]
 
 
+async def stream_copies(
+    store: ObjectStore, key: str, start: int = 0, length: int | None = None, chunk_size: int = MIB
+) -> list[bytes]:
+    """Every chunk of one `stream`, copied as it comes (a chunk may be overwritten next)."""
+    return [bytes(chunk) async for chunk in store.stream(key, start, length, chunk_size=chunk_size)]
+
+
 async def keys_under(store: ObjectStore, prefix: str) -> set[str]:
     """The keys that list() gives for `prefix`."""
     return {info.key async for info in store.list(prefix)}
@@ -103,6 +110,25 @@ class StoreBehaviours:
     ) -> None:
         with pytest.raises(ObjectMissing):
             await read_chunks(store, f"{key_prefix}blobs/never-written")
+
+    @pytest.mark.parametrize(
+        ("start", "length", "chunk_size"),
+        [(0, None, MIB), (1_000, 250_000, 65_552), (4_000, 50_000, 4_096), (300_000, 5, 7)],
+    )
+    async def test_stream_gives_the_chunks_of_read(
+        self, store: ObjectStore, key_prefix: str, start: int, length: int | None, chunk_size: int
+    ) -> None:
+        data = os.urandom(300_000)
+        key = f"{key_prefix}blobs/streamed"
+        await write_object(store, key, data)
+        expected = await read_chunks(store, key, start, length, chunk_size)
+        assert await stream_copies(store, key, start, length, chunk_size) == expected
+
+    async def test_streaming_a_missing_object_raises_object_missing(
+        self, store: ObjectStore, key_prefix: str
+    ) -> None:
+        with pytest.raises(ObjectMissing):
+            await stream_copies(store, f"{key_prefix}blobs/never-written", length=0)
 
     async def test_zero_byte_read_of_a_missing_object_raises_object_missing(
         self, store: ObjectStore, key_prefix: str

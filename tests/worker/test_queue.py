@@ -93,6 +93,32 @@ async def test_second_claim_finds_nothing_while_the_lease_is_live(idle_client: A
     assert await queue.claim(idle_client.services, "owner-b") is None
 
 
+async def test_a_claim_tells_whether_another_job_was_waiting(idle_client: AppClient) -> None:
+    await _queued(idle_client)
+    await _queued(idle_client)
+    assert (await _claim(idle_client, "owner-a")).more
+    assert not (await _claim(idle_client, "owner-a")).more
+
+
+async def test_a_worker_seals_a_backlog_without_a_wake_up_per_job(
+    idle_client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Jobs queued before the worker starts: only `more` can take it past the first one,
+    # since the poll would come after the test's wait.
+    monkeypatch.setattr("worker.runner.IDLE_POLL_SECONDS", 3600.0)
+    backlog = [await _queued(idle_client) for _ in range(3)]
+    links = [await link_row(idle_client.services, created.token) for created in backlog]
+    worker = Worker(idle_client.services)
+    running = asyncio.create_task(worker.run())
+    try:
+        for link in links:
+            assert link is not None
+            assert await wait_until_settled(idle_client.services, link.id, 60) == "ready"
+    finally:
+        worker.stop()
+        await running
+
+
 async def test_expired_lease_is_claimed_by_another_owner_as_the_next_attempt(
     idle_client: AppClient,
 ) -> None:
