@@ -57,6 +57,14 @@ async def link_status(
     response.headers["Cache-Control"] = "no-store"
     link = await links.resolve(services, token)
     password = header_password(request) or basic_password(request)
+    if link.protected and password is None:
+        return _status(link, with_file=False)
+    await link_passwords.authorize(services, link, password, client=client_address(request))
+    return _status(link, with_file=True)
+
+
+def _status(link: links.LinkView, *, with_file: bool) -> LinkStatus:
+    """The link's status; the file's details only for who proved the password (or owns it)."""
     status = LinkStatus(
         state=link.state,
         expires_at=link.expires_at.isoformat().replace("+00:00", "Z"),
@@ -64,13 +72,11 @@ async def link_status(
         max_downloads=link.max_downloads,
         downloads_left=link.downloads_left,
     )
-    if link.protected and password is None:
-        return status
-    await link_passwords.authorize(services, link, password, client=client_address(request))
-    status.filename = link.filename
-    status.size = link.size
-    status.content_type = link.content_type
-    status.sha256 = link.sha256.hex()
+    if with_file:
+        status.filename = link.filename
+        status.size = link.size
+        status.content_type = link.content_type
+        status.sha256 = link.sha256.hex()
     return status
 
 
@@ -178,14 +184,4 @@ async def edit_link(
     await link_edits.edit_link(services, token, bearer_token(authorization), body.to_edit())
     link = await links.resolve(services, token)
     # The owner proved the manage token: the file's details are theirs to see.
-    return LinkStatus(
-        state=link.state,
-        expires_at=link.expires_at.isoformat().replace("+00:00", "Z"),
-        password_required=link.protected,
-        max_downloads=link.max_downloads,
-        downloads_left=link.downloads_left,
-        filename=link.filename,
-        size=link.size,
-        content_type=link.content_type,
-        sha256=link.sha256.hex(),
-    )
+    return _status(link, with_file=True)

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 
 from app.crypto.passwords import decode_password
 from app.crypto.tokens import is_token_shaped, log_name, token_hash
@@ -164,13 +164,7 @@ def _new_values(
 
 def _editable(link_id: str, values: dict[str, object]) -> ColumnElement[bool]:
     """The link still serves (or is being sealed), and the new limit is not below its count."""
-    conditions = [
-        Link.id == link_id,
-        Link.state.in_((LinkState.PENDING, LinkState.READY)),
-        Link.purged_at.is_(None),
-        Link.expires_at > db_now(),
-        or_(Link.max_downloads.is_(None), Link.download_count < Link.max_downloads),
-    ]
+    conditions = [Link.id == link_id, links.live()]
     limit = values.get("max_downloads")
     if isinstance(limit, int):
         conditions.append(Link.download_count <= limit)

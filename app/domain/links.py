@@ -145,6 +145,18 @@ def require_ready(link: LinkView) -> BlobRef:
     return link.blob
 
 
+def live() -> ColumnElement[bool]:
+    """A link that still serves or is being sealed: pending or ready, not purged, not
+    expired, not used up. The one definition the owner's edit, the operator's list and the
+    uploaders' live-link counts share."""
+    return and_(
+        Link.state.in_((LinkState.PENDING, LinkState.READY)),
+        Link.purged_at.is_(None),
+        Link.expires_at > db_now(),
+        or_(Link.max_downloads.is_(None), Link.download_count < Link.max_downloads),
+    )
+
+
 def _servable(link_id: str) -> ColumnElement[bool]:
     """The link may still be downloaded: ready, not expired, not used up."""
     return and_(

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import ColumnElement, and_, func, select
 
 from app.crypto.tokens import is_token_shaped, token_hash
-from app.db.clock import as_utc, db_now
+from app.db.clock import as_utc
 from app.db.models import ENDED_LINK_STATES, Link, LinkState, Uploader
 from app.db.session import transaction
 from app.domain import links
@@ -48,16 +48,6 @@ class OperatorLink:
     protected: bool
 
 
-def _live() -> ColumnElement[bool]:
-    used_up = and_(Link.max_downloads.is_not(None), Link.download_count >= Link.max_downloads)
-    return and_(
-        Link.state.in_((LinkState.PENDING, LinkState.READY)),
-        Link.purged_at.is_(None),
-        Link.expires_at > db_now(),
-        ~used_up,
-    )
-
-
 async def list_links(
     services: Services, *, uploader: str | None = None, larger_than: int | None = None
 ) -> list[OperatorLink]:
@@ -68,7 +58,7 @@ async def list_links(
     query = (
         select(Link, Uploader.name)
         .outerjoin(Uploader, Uploader.id == Link.uploader_id)
-        .where(_live())
+        .where(links.live())
         .order_by(Link.created_at, Link.id)
     )
     async with services.sessions() as session:

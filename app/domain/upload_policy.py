@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.clock import as_utc, db_now
 from app.db.models import Link, Uploader
-from app.domain import uploaders
-from app.domain.uploaders import LIVE_STATES, Admitted
+from app.domain import links, uploaders
+from app.domain.uploaders import Admitted
 from app.errors import TooManyAttempts, UploaderRefused, UploadKeyRequired, UploadTooLarge
 from app.services import Services
 from app.settings import Settings
@@ -83,9 +83,7 @@ async def hold_for_link(session: AsyncSession, uploader: Admitted) -> None:
     live, soonest, now = (
         await session.execute(
             select(func.count(Link.id), func.min(Link.expires_at), db_now()).where(
-                Link.uploader_id == uploader.id,
-                Link.state.in_(LIVE_STATES),
-                Link.expires_at > db_now(),
+                Link.uploader_id == uploader.id, links.live()
             )
         )
     ).one()

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crypto.tokens import new_id, token_hash
 from app.db.clock import as_utc, db_now
-from app.db.models import Link, LinkState, Uploader, UploaderUsage
+from app.db.models import Link, Uploader, UploaderUsage
 from app.db.session import transaction
+from app.domain import links
 from app.errors import BadRequest, UploaderRefused, UploadKeyRequired
 from app.services import Services
 
@@ -32,8 +33,6 @@ audit = logging.getLogger("sealdrop.audit")
 KEY_PREFIX = "sdk_"
 _KEY_BYTES = 32
 _NAME_RE = re.compile(r"[A-Za-z0-9._@-]{1,64}")
-# A link that still counts against its uploader's `max_live_links`.
-LIVE_STATES = (LinkState.PENDING, LinkState.READY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +149,7 @@ async def list_uploaders(services: Services) -> list[UploaderReport]:
         )
         live = (
             select(func.count(Link.id))
-            .where(
-                Link.uploader_id == Uploader.id,
-                Link.state.in_(LIVE_STATES),
-                Link.expires_at > db_now(),
-            )
+            .where(Link.uploader_id == Uploader.id, links.live())
             .scalar_subquery()
         )
         rows = await session.execute(select(Uploader, used, live).order_by(Uploader.name))
