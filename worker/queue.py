@@ -40,6 +40,9 @@ class ClaimedJob:
     size: int
     previous_blob_id: str | None
     previous_upload_id: str | None
+    # The link has no SHA-256 yet (the API never saw the plaintext, or saw it across
+    # several requests): the worker computes it while resealing.
+    needs_digest: bool = False
     # Another job was claimable when this one was taken: claim again without a wake-up.
     more: bool = False
 
@@ -53,6 +56,8 @@ class SealedBlob:
     header: bytes
     segment_size: int
     ciphertext_size: int
+    # The plaintext's SHA-256 when the worker computed it (`ClaimedJob.needs_digest`).
+    sha256: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +137,9 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         ).first()
         if claimed is None:
             return None
-        link = (await session.execute(select(Link.size).where(Link.id == claimed.link_id))).one()
+        link = (
+            await session.execute(select(Link.size, Link.sha256).where(Link.id == claimed.link_id))
+        ).one()
         # Cheaper than a second claim that finds nothing, which is what follows most jobs.
         more = (
             await session.execute(
@@ -152,6 +159,7 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         size=link.size or 0,
         previous_blob_id=candidate.attempt_blob_id,
         previous_upload_id=candidate.attempt_upload_id,
+        needs_digest=link.sha256 is None,
         more=more,
     )
 
@@ -204,6 +212,10 @@ async def _fenced_update(services: Services, job: ClaimedJob, **values: object) 
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
+def _digest(blob: SealedBlob) -> dict[str, bytes]:
+    return {} if blob.sha256 is None else {"sha256": blob.sha256}
+
+
 async def finish(services: Services, job: ClaimedJob, blob: SealedBlob) -> bool:
     """Commit the attempt: blobs row, link ready, job row gone; all or nothing.
 
@@ -225,7 +237,7 @@ async def finish(services: Services, job: ClaimedJob, blob: SealedBlob) -> bool:
             link = await session.execute(
                 update(Link)
                 .where(Link.id == job.link_id, Link.state == LinkState.PENDING)
-                .values(state=LinkState.READY, blob_id=job.blob_id)
+                .values(state=LinkState.READY, blob_id=job.blob_id, **_digest(blob))
             )
             done = await session.execute(delete(Job).where(_fenced(job)))
             if link.rowcount != 1 or done.rowcount != 1:  # type: ignore[attr-defined]

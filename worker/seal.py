@@ -5,11 +5,15 @@ and resealed at once under a fresh data key into `blobs/<blob id>`: memory holds
 segment whatever the file size. Every staged segment is authenticated (AES-GCM under the
 one-time staging key, its index and last-segment flag in the nonce), so the plaintext is
 exactly, and completely, what the API sealed and hashed: the SHA-256 it recorded is not
-computed a second time (docs/architecture.md says why). A segment that fails, or a staged
-object of the wrong length, is permanent (retrying would read the same bytes).
+computed a second time (docs/architecture.md says why). Only when the link has none (an
+upload the API received over several requests, or never saw) is it computed here. A
+segment that fails, or a staged object of the wrong length, is permanent (retrying would
+read the same bytes).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from app.crypto import sealing
 from app.crypto.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
@@ -51,7 +55,8 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
     try:
         if not await queue.record_upload_id(services, job, writer.upload_id):
             raise LeaseLost()
-        await _reseal(services, job, opener, sealer, writer)
+        digest = hashlib.sha256() if job.needs_digest else None
+        await _reseal(services, job, opener, sealer, writer, digest)
         await writer.commit()
     except BaseException:
         await writer.abort()
@@ -62,6 +67,7 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
         header=sealer.header,
         segment_size=layout.segment_size,
         ciphertext_size=layout.ciphertext_size,
+        sha256=digest.digest() if digest is not None else None,
     )
 
 
@@ -100,6 +106,7 @@ async def _reseal(
     opener: sealing.SegmentOpener,
     sealer: sealing.SegmentSealer,
     writer: ObjectWriter,
+    digest: hashlib._Hash | None,
 ) -> None:
     layout = opener.layout
     await writer.write(sealer.header)
@@ -120,6 +127,8 @@ async def _reseal(
                 plain = opener.open_into(index, sealed, plain_buffer)
             except sealing.SealError as error:
                 raise PermanentFailure(f"staged segment {index} failed: {error}") from None
+            if digest is not None:
+                digest.update(plain)
             for segment in sealer.feed(plain):
                 await writer.write(segment)
             index += 1

@@ -8,6 +8,7 @@ refused (DESIGN §1, Leases and fencing).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -19,7 +20,7 @@ from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import Uploaded, running_app, upload
 from tests.support.datadir import objects_root, staging_files
-from tests.support.rows import is_future, jobs_of, link_row, update_job
+from tests.support.rows import is_future, jobs_of, link_row, update_job, update_link
 from worker import janitor, queue, seal
 from worker.queue import ClaimedJob
 from worker.runner import Worker
@@ -185,6 +186,29 @@ async def test_holder_seals_and_finishes_and_the_link_becomes_ready(
     )
     assert await jobs_of(idle_client.services, created.token) == []
     assert (await idle_client.get(f"/d/{created.token}")).content == DATA
+
+
+async def test_a_link_without_a_digest_gets_the_one_the_worker_computes(
+    idle_client: AppClient,
+) -> None:
+    # An upload received over several requests (tus) or never seen (direct) has no SHA-256.
+    created = await _queued(idle_client)
+    await update_link(idle_client.services, created.token, sha256=None)
+    job = await _claim(idle_client, "owner-a")
+    assert job.needs_digest
+    blob = await seal.seal_attempt(idle_client.services, job)
+    assert blob.sha256 == hashlib.sha256(DATA).digest()
+    assert await queue.finish(idle_client.services, job, blob)
+    row = await link_row(idle_client.services, created.token)
+    assert row is not None
+    assert row.sha256 == hashlib.sha256(DATA).digest()
+
+
+async def test_a_link_with_a_digest_is_not_hashed_again(idle_client: AppClient) -> None:
+    await _queued(idle_client)
+    job = await _claim(idle_client, "owner-a")
+    assert not job.needs_digest
+    assert (await seal.seal_attempt(idle_client.services, job)).sha256 is None
 
 
 async def test_finish_is_refused_once_the_link_was_deleted(idle_client: AppClient) -> None:
