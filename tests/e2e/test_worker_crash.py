@@ -20,7 +20,7 @@ from tests.e2e.payloads import new_marker, sha256_of, upload, write_payload
 from tests.e2e.rows import link_state
 from tests.support.stack import SWEEP_NOW, Stack, wait_until
 
-SIZE = 300 * 1024 * 1024
+SIZE = 128 * 1024 * 1024
 LEASE_SECONDS = 3
 
 
