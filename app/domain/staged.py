@@ -8,9 +8,12 @@ from app.storage.object_keys import piece_prefix, staged_object_keys
 
 
 async def delete_staged(services: Services, job_id: str, pieces: str | None) -> None:
-    """Delete a job's staged objects, as its row lists them (`Job.staging_pieces`)."""
+    """Delete a job's staged objects, as its row lists them (`Job.staging_pieces`); for a
+    resumable upload also any piece a PATCH cut off with its process left unfinished."""
     for key in staged_object_keys(job_id, pieces):
         await services.staging.delete(key)
+    if pieces is not None:
+        await delete_pieces(services, job_id)
 
 
 async def delete_pieces(services: Services, job_id: str) -> None:

@@ -12,6 +12,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Callable
 
+import httpx
 import pytest
 
 from app.db.models import Job, Link, StorageReservation, TusUpload
@@ -62,7 +63,9 @@ async def create(
     return location.removeprefix("http://sealdrop.test")
 
 
-async def patch(client: AppClient, url: str, offset: int, data: bytes, **headers: str):  # type: ignore[no-untyped-def]
+async def patch(
+    client: AppClient, url: str, offset: int, data: bytes, **headers: str
+) -> httpx.Response:
     return await client.patch(
         url, content=data, headers={**PATCH, "Upload-Offset": str(offset), **headers}
     )
