@@ -11,17 +11,23 @@ import hashlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Callable
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
+from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, Link, StorageReservation, TusUpload
-from app.domain import resumable
+from app.db.session import transaction
+from app.domain import resumable, storage_cap, uploaders
+from app.domain.uploaders import Limits
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import running_app
 from tests.support.datadir import staging_files
 from tests.support.rows import count_rows
+from worker import janitor
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -334,3 +340,88 @@ async def test_password_metadata_protects_the_link(tus_client: AppClient) -> Non
     download = answer.headers["sealdrop-download-url"]
     assert (await tus_client.get(download)).status_code in (401, 503)
     assert await count_rows(tus_client.services, Link) == 1
+
+
+# Admission: the storage cap, the upload policy and its quota, expiry
+
+
+async def test_creation_reserves_the_length_and_termination_releases_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(max_stored_bytes=storage_cap.charge(150_000, 16) + 10)
+    async with running_app(settings) as client:
+        url = await create(client, 100_000)
+        held = await storage_cap.stored_bytes(client.services)
+        assert held == storage_cap.charge(100_000, 16)
+        # The cap holds against the reservation, before a byte is sent.
+        refused = await client.post("/api/v1/uploads/", headers={**TUS, "Upload-Length": "60000"})
+        assert refused.status_code == 507
+        assert await count_rows(client.services, TusUpload) == 1
+        assert (await client.delete(url, headers=TUS)).status_code == 204
+        assert await storage_cap.stored_bytes(client.services) == 0
+        await create(client, 140_000)  # fits again
+
+
+async def test_policy_keys_needs_a_key_and_takes_the_quota_at_creation(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(upload_policy="keys", worker="off", upload_wait_seconds=0)
+    async with running_app(settings) as client:
+        key = await uploaders.add_uploader(
+            client.services, "alice", Limits(max_bytes_per_day=1000), proxy=False
+        )
+        assert key is not None
+        anonymous = await client.post("/api/v1/uploads/", headers={**TUS, "Upload-Length": "10"})
+        assert anonymous.status_code == 401
+        auth = {"Authorization": f"Bearer {key}"}
+        url = await create(client, 800, **auth)
+        over = await client.post(
+            "/api/v1/uploads/", headers={**TUS, "Upload-Length": "300", **auth}
+        )
+        assert over.status_code == 429
+        assert (await client.delete(url, headers=TUS)).status_code == 204
+        await create(client, 1000, **auth)  # the terminated upload gave its bytes back
+
+
+async def test_an_expired_upload_is_410_and_the_janitor_removes_it(tus_client: AppClient) -> None:
+    url = await create(tus_client, 100)
+    await patch(tus_client, url, 0, b"a" * 40)
+    before = (await tus_client.get(url)).json()
+    async with transaction(tus_client.services.sessions) as session:
+        await session.execute(update(TusUpload).values(expires_at=db_now_plus(seconds(-1))))
+    assert (await tus_client.head(url, headers=TUS)).status_code == 410
+    assert (await patch(tus_client, url, 40, b"b")).status_code == 410
+    report = await janitor.run_once(tus_client.services)
+    assert report.resumable_expired == 1
+    assert (await tus_client.head(url, headers=TUS)).status_code == 404
+    assert staging_files(tus_client.services.settings) == []
+    assert await storage_cap.stored_bytes(tus_client.services) == 0
+    assert before["upload_state"] == "open"
+
+
+async def test_each_patch_pushes_upload_expires_up_to_the_longest_upload(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(unfinished_upload_seconds=600, max_upload_seconds=900)
+    async with running_app(settings) as client:
+        url = await create(client, 100)
+        async with client.services.sessions() as session:
+            row = (await session.execute(select(TusUpload))).scalar_one()
+        assert 590 < (as_utc(row.expires_at) - as_utc(row.created_at)).total_seconds() <= 600
+        answer = await patch(client, url, 0, b"x")
+        expires = parsedate_to_datetime(answer.headers["upload-expires"])
+        # Past the deadline (creation + 900 s) it never goes.
+        assert expires <= as_utc(row.deadline_at)
+        assert (as_utc(row.deadline_at) - as_utc(row.created_at)).total_seconds() == pytest.approx(
+            900, abs=1
+        )
+
+
+async def test_expires_in_metadata_sets_the_link_expiry(tus_client: AppClient) -> None:
+    url = await create(tus_client, 3, meta(expires_in="90m"))
+    answer = await patch(tus_client, url, 0, b"abc")
+    async with tus_client.services.sessions() as session:
+        link = (await session.execute(select(Link))).scalar_one()
+    lifetime = (as_utc(link.expires_at) - as_utc(link.created_at)).total_seconds()
+    assert lifetime == pytest.approx(5400, abs=2)
+    assert "sealdrop-expires-at" in answer.headers
