@@ -7,6 +7,8 @@ one-time staging key, its index and last-segment flag in the nonce), so the plai
 exactly, and completely, what the API sealed and hashed: the SHA-256 it recorded is not
 computed a second time (docs/architecture.md says why). Only when the link has none (an
 upload the API received over several requests, or never saw) is it computed here. A
+resumable upload is staged as pieces, each a v1 object of its own under the one staging
+key: they are opened in order, each against its own header, and resealed as one stream. A
 segment that fails, or a staged object of the wrong length, is permanent (retrying would
 read the same bytes).
 """

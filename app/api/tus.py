@@ -256,11 +256,11 @@ async def head_upload(request: Request, services: ServicesDep, upload_id: Upload
         **_ERRORS,
     },
     summary="tus: append bytes at Upload-Offset",
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/offset+octet-stream": {"schema": {"type": "string"}}}
-        }
-    },
+    # The body (`Content-Type: application/offset+octet-stream`, raw bytes) is read as a
+    # stream, not declared: OpenAPI tools have no serializer for tus's media type.
+    description="The body is the bytes from `Upload-Offset` on, sent as "
+    "`Content-Type: application/offset+octet-stream`; headers `Tus-Resumable: 1.0.0`, "
+    "`Upload-Offset`, optionally `Upload-Checksum: sha256 <base64>`.",
 )
 async def patch_upload(request: Request, services: ServicesDep, upload_id: UploadId) -> Response:
     """Append the body at `Upload-Offset`; what arrives before a break is kept."""
