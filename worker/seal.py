@@ -15,9 +15,8 @@ read the same bytes).
 
 from __future__ import annotations
 
-import hashlib
-
 from app.crypto import sealing
+from app.crypto.digests import BackgroundDigest
 from app.crypto.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
 from app.services import Services
 from app.storage.base import ObjectMissing, ObjectWriter
@@ -61,7 +60,8 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
     try:
         if not await queue.record_upload_id(services, job, writer.upload_id):
             raise LeaseLost()
-        digest = hashlib.sha256() if job.needs_digest else None
+        # Hashed in a worker thread beside the resealing (the second core), as the API does.
+        digest = BackgroundDigest() if job.needs_digest else None
         await writer.write(sealer.header)
         for key, size in sources:
             header = await _read_staging_header(services, key)
@@ -78,7 +78,7 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
         header=sealer.header,
         segment_size=layout.segment_size,
         ciphertext_size=layout.ciphertext_size,
-        sha256=digest.digest() if digest is not None else None,
+        sha256=await digest.digest() if digest is not None else None,
     )
 
 
@@ -127,7 +127,7 @@ async def _reseal(
     opener: sealing.SegmentOpener,
     sealer: sealing.SegmentSealer,
     writer: ObjectWriter,
-    digest: hashlib._Hash | None,
+    digest: BackgroundDigest | None,
 ) -> None:
     layout = opener.layout
     # Each staged segment is opened before the next is asked for (`stream`: read in place
@@ -148,7 +148,8 @@ async def _reseal(
             except sealing.SealError as error:
                 raise PermanentFailure(f"staged segment {index} failed: {error}") from None
             if digest is not None:
-                digest.update(plain)
+                # A copy: `plain` is a view of the buffer the next segment reuses.
+                await digest.update(bytes(plain))
             for segment in sealer.feed(plain):
                 await writer.write(segment)
             index += 1

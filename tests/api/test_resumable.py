@@ -20,9 +20,10 @@ from sqlalchemy import select, update
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, Link, StorageReservation, TusUpload
 from app.db.session import transaction
-from app.domain import resumable, storage_cap, uploaders
+from app.domain import resumable, resumable_append, storage_cap, uploaders
 from app.domain.uploaders import Limits
 from app.settings import Settings
+from app.storage.object_keys import load_pieces
 from tests.conftest import AppClient
 from tests.support.asgi import running_app
 from tests.support.datadir import staging_files
@@ -425,3 +426,41 @@ async def test_expires_in_metadata_sets_the_link_expiry(tus_client: AppClient) -
     lifetime = (as_utc(link.expires_at) - as_utc(link.created_at)).total_seconds()
     assert lifetime == pytest.approx(5400, abs=2)
     assert "sealdrop-expires-at" in answer.headers
+
+
+async def test_a_long_patch_is_acknowledged_piece_by_piece(
+    tus_client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resumable_append, "PIECE_BYTES", 100_000)
+    data = os.urandom(250_000)
+    url = await create(tus_client, len(data) + 10)
+    answer = await patch(tus_client, url, 0, data)
+    assert answer.status_code == 204
+    assert answer.headers["upload-offset"] == str(len(data))
+    async with tus_client.services.sessions() as session:
+        row = (await session.execute(select(TusUpload))).scalar_one()
+    assert [size for _, size in load_pieces(row.pieces) or []] == [100_000, 100_000, 50_000]
+    done = await patch(tus_client, url, len(data), b"0123456789")
+    served = await tus_client.get(done.headers["sealdrop-download-url"])
+    for _ in range(100):
+        if served.status_code != 503:
+            break
+        served = await tus_client.get(done.headers["sealdrop-download-url"])
+    assert served.content == data + b"0123456789"
+
+
+async def test_a_body_past_the_length_at_a_piece_edge_is_still_413(
+    tus_client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resumable_append, "PIECE_BYTES", 100)
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for _ in range(21):
+            yield b"w" * 10
+
+    url = await create(tus_client, 200)
+    answer = await tus_client.patch(url, content=chunked(), headers={**PATCH, "Upload-Offset": "0"})
+    assert answer.status_code == 413
+    # The first piece was whole and within the length: it stays acknowledged.
+    assert await offset_of(tus_client, url) == 100
+    assert await count_rows(tus_client.services, Link) == 0
