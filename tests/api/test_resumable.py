@@ -464,3 +464,17 @@ async def test_a_body_past_the_length_at_a_piece_edge_is_still_413(
     # The first piece was whole and within the length: it stays acknowledged.
     assert await offset_of(tus_client, url) == 100
     assert await count_rows(tus_client.services, Link) == 0
+
+
+async def test_the_password_is_never_stored_nor_echoed(tus_client: AppClient) -> None:
+    secret = "correct horse battery staple"
+    url = await create(tus_client, 5, meta(filename="a.txt", password=secret))
+    answer = await tus_client.head(url, headers=TUS)
+    assert answer.headers["upload-metadata"] == meta(filename="a.txt")
+    async with tus_client.services.sessions() as session:
+        row = (await session.execute(select(TusUpload))).scalar_one()
+    stored = " ".join(str(value) for value in row.__dict__.values())
+    assert secret not in stored
+    assert base64.b64encode(secret.encode()).decode() not in stored
+    assert row.password_hash is not None
+    assert row.password_hash.startswith("$argon2id$")
