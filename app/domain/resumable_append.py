@@ -58,6 +58,10 @@ log = logging.getLogger("sealdrop.resumable")
 # break loses at most one piece. tus clients that send 50 MiB PATCHes never reach either.
 PIECE_BYTES = 256 * 1024 * 1024
 PIECE_SECONDS = 300.0
+# An upload's pieces, at most (S3's parts per upload): each is an object and a row entry,
+# so a client sending tiny PATCHes cannot make thousands of them. 50 MiB PATCHes fill
+# this at 500 GB.
+MAX_PIECES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,8 @@ async def append(
         return (await _settle(services, upload_id, row, None, 0))[0]
     source = _Pushback(body)
     while True:
+        if len(load_pieces(row.pieces) or []) >= MAX_PIECES:
+            raise BadRequest(f"an upload may have at most {MAX_PIECES} pieces; send larger PATCHes")
         piece_id = new_id()
         key = resumable.piece_key(row.job_id, piece_id)
         size, cut, more = await _seal_piece(services, key, row, source, checksum)

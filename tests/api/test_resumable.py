@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from email.utils import parsedate_to_datetime
@@ -26,7 +27,7 @@ from app.settings import Settings
 from app.storage.object_keys import load_pieces
 from tests.conftest import AppClient
 from tests.support.asgi import running_app
-from tests.support.datadir import staging_files
+from tests.support.datadir import all_files, staging_files
 from tests.support.rows import count_rows
 from worker import janitor
 
@@ -478,3 +479,42 @@ async def test_the_password_is_never_stored_nor_echoed(tus_client: AppClient) ->
     assert base64.b64encode(secret.encode()).decode() not in stored
     assert row.password_hash is not None
     assert row.password_hash.startswith("$argon2id$")
+
+
+async def test_no_upload_id_token_password_or_plaintext_rests_or_is_logged(
+    tus_client: AppClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "a password nobody may read"
+    marker = b"TUS-PLAINTEXT-MARKER|" * 10_000
+    path = await create(tus_client, len(marker), meta(password=secret))
+    upload_id = path.rsplit("/", 1)[1]
+    await patch(tus_client, path, 0, marker[:100_000])
+    settings = tus_client.services.settings
+    needles = [upload_id.encode(), secret.encode(), b"TUS-PLAINTEXT-MARKER"]
+    holding = [p for p in all_files(settings) for n in needles if n in p.read_bytes()]
+    assert holding == []  # half-way: the pieces are sealed
+    done = await patch(tus_client, path, 100_000, marker[100_000:])
+    token = done.headers["sealdrop-link"].rsplit("/", 1)[1]
+    manage = done.headers["sealdrop-manage-token"]
+    needles += [token.encode(), manage.encode()]
+    holding = [p for p in all_files(settings) for n in needles if n in p.read_bytes()]
+    assert holding == []
+    server = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    text = "\n".join(logging.Formatter().format(record) for record in server)
+    assert "resumable upload" in text
+    for needle in needles:
+        assert needle.decode() not in text
+
+
+async def test_an_upload_holds_at_most_max_pieces(
+    tus_client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resumable_append, "MAX_PIECES", 3)
+    url = await create(tus_client, 10)
+    for offset in range(3):
+        assert (await patch(tus_client, url, offset, b"x")).status_code == 204
+    refused = await patch(tus_client, url, 3, b"y")
+    assert refused.status_code == 400
+    assert "pieces" in refused.text
+    assert await offset_of(tus_client, url) == 3
