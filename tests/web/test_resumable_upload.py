@@ -1,0 +1,340 @@
+"""Large files from the upload page over tus (the vendored tus-js-client in Chromium).
+
+The server advertises its chunk size in the discovery document; these tests rewrite it to
+1 MiB on the way to the page, so a 12 MiB file takes a dozen PATCH requests and a reload
+or a dropped connection lands between acknowledged chunks. Uploads are slowed with
+DevTools network emulation where a test needs to act in the middle of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+import pytest
+from playwright.async_api import CDPSession, Page, Request, Response, Route, expect
+from sqlalchemy import func, select
+
+from app.db.models import Link
+from tests.support.browser import PageWatch
+from tests.support.live import LiveServer, live_server
+from tests.support.pages import card, pick_paths, throttle_uploads
+from tests.web.conftest import web_settings
+
+pytestmark = pytest.mark.browser
+
+MIB = 1024 * 1024
+CHUNK = MIB
+SIZE = 12 * MIB
+TUS = {"Tus-Resumable": "1.0.0"}
+# Chromium logs a request the network took away; these tests take it on purpose.
+DROPPED = ("net::ERR_INTERNET_DISCONNECTED", "net::ERR_CONNECTION_RESET", "net::ERR_FAILED")
+
+
+@pytest.fixture(scope="module")
+async def big_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveServer]:
+    """Sealdrop with its worker and room for the files of these tests."""
+    settings = web_settings(tmp_path_factory.mktemp("web-tus"), max_upload_bytes=64 * MIB)
+    async with live_server(settings) as live:
+        yield live
+
+
+@dataclass
+class TusTraffic:
+    """The tus requests a page made: (method, Upload-Offset) in order, and the upload URL."""
+
+    requests: list[tuple[str, int | None]] = field(default_factory=list)
+    upload_url: str = ""
+    head_offsets: list[int] = field(default_factory=list)
+    creation_headers: dict[str, str] = field(default_factory=dict)
+
+    def since(self, mark: int) -> list[tuple[str, int | None]]:
+        return self.requests[mark:]
+
+    def patch_offsets(self, mark: int = 0) -> list[int]:
+        return [
+            offset
+            for method, offset in self.since(mark)
+            if method == "PATCH" and offset is not None
+        ]
+
+
+async def _watch_tus(page: Page, server: LiveServer) -> TusTraffic:
+    """Give the page 1 MiB chunks and keep every tus request it makes."""
+    traffic = TusTraffic()
+
+    async def small_chunks(route: Route) -> None:
+        response = await route.fetch()
+        document = await response.json()
+        document["uploads"]["tus"]["chunk_size"] = CHUNK
+        await route.fulfill(response=response, json=document)
+
+    def on_request(request: Request) -> None:
+        if "/api/v1/uploads/" not in request.url and not request.url.endswith("/api/v1/links"):
+            return
+        offset = request.headers.get("upload-offset")
+        traffic.requests.append((request.method, int(offset) if offset is not None else None))
+        if request.method == "POST" and request.url.endswith("/api/v1/uploads/"):
+            traffic.creation_headers = request.headers
+
+    async def on_response(response: Response) -> None:
+        request = response.request
+        if request.method == "POST" and request.url.endswith("/api/v1/uploads/"):
+            traffic.upload_url = urljoin(request.url, await response.header_value("location") or "")
+        if request.method == "HEAD" and "/api/v1/uploads/" in request.url and response.ok:
+            traffic.head_offsets.append(int(await response.header_value("upload-offset") or "-1"))
+
+    await page.route(f"{server.url}/api/v1/", small_chunks)
+    page.on("request", on_request)
+    page.on("response", on_response)
+    return traffic
+
+
+def _random_file(folder: Path, name: str, size: int = SIZE) -> tuple[Path, str]:
+    """A file of random bytes on disk (the browser reads it itself), and its SHA-256."""
+    path = folder / name
+    digest = hashlib.sha256()
+    with path.open("wb") as file:
+        for _ in range(size // MIB):
+            block = os.urandom(MIB)
+            digest.update(block)
+            file.write(block)
+    return path, digest.hexdigest()
+
+
+async def _server_offset(upload_url: str) -> int | None:
+    """The server's acknowledged offset (HEAD), or None when it no longer knows the upload."""
+    async with httpx.AsyncClient() as http:
+        answer = await http.head(upload_url, headers=TUS)
+    if answer.status_code in (404, 410):
+        return None
+    assert answer.status_code == 200, answer.status_code
+    return int(answer.headers["upload-offset"])
+
+
+async def _until_offset(traffic: TusTraffic, at_least: int, timeout: float = 60) -> int:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        offset = await _server_offset(traffic.upload_url) if traffic.upload_url else None
+        if offset is not None and offset >= at_least:
+            return offset
+        assert asyncio.get_running_loop().time() < deadline, f"offset stayed at {offset}"
+        await asyncio.sleep(0.1)
+
+
+async def _downloaded_sha256(page: Page, password: str | None = None) -> str:
+    """SHA-256 of the newest remembered link's download, streamed."""
+    saved = json.loads(await page.evaluate("localStorage.getItem('sealdrop.links')"))
+    auth = ("", password) if password else None
+    digest = hashlib.sha256()
+    async with (
+        httpx.AsyncClient(auth=auth) as http,
+        http.stream("GET", saved[0]["download_url"]) as answer,
+    ):
+        assert answer.status_code == 200
+        async for block in answer.aiter_bytes():
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def _stored_tus_entries(page: Page) -> list[str]:
+    entries: list[str] = await page.evaluate(
+        "Object.keys(localStorage).filter((k) => k.startsWith('sealdrop.tus::'))"
+        ".map((k) => k + ' ' + localStorage.getItem(k))"
+    )
+    return entries
+
+
+def _forgive_dropped_requests(watch: PageWatch) -> None:
+    watch.console_errors[:] = [e for e in watch.console_errors if not e.endswith(DROPPED)]
+
+
+async def test_large_file_goes_up_over_tus_in_chunks_and_downloads_identical(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    await page.goto(f"{big_server.url}/")
+    traffic = await _watch_tus(page, big_server)
+    path, sha256 = _random_file(tmp_path, "big.bin")
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    uploaded = card(page, "big.bin")
+    await expect(uploaded).to_have_attribute("data-state", "ready", timeout=60_000)
+    methods = [method for method, _ in traffic.requests]
+    assert methods.count("POST") == 1
+    assert traffic.patch_offsets() == [n * CHUNK for n in range(SIZE // CHUNK)]
+    metadata = dict(
+        pair.split(" ") for pair in traffic.creation_headers["upload-metadata"].split(",")
+    )
+    assert base64.b64decode(metadata["filename"]) == b"big.bin"
+    assert traffic.creation_headers["x-csrf-token"]
+    manage_token = await uploaded.locator(".manage-token").input_value()
+    assert len(manage_token) >= 22
+    share_url = await uploaded.locator(".share-url").input_value()
+    token = share_url.rsplit("/", 1)[1]
+    await expect(uploaded.locator(".qr img")).to_have_attribute(
+        "src", f"/api/v1/links/{token}/qr.svg"
+    )
+    assert await _downloaded_sha256(page) == sha256
+    assert await _stored_tus_entries(page) == []
+    await watch.screenshot("upload-tus-ready")
+
+
+async def test_a_file_of_four_mib_keeps_the_single_request(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    await page.goto(f"{big_server.url}/")
+    traffic = await _watch_tus(page, big_server)
+    path, sha256 = _random_file(tmp_path, "four.bin", 4 * MIB)
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    await expect(card(page, "four.bin")).to_have_attribute("data-state", "ready")
+    assert traffic.requests == [("POST", None)]  # POST /api/v1/links, nothing over tus
+    assert await _downloaded_sha256(page) == sha256
+
+
+async def test_an_aborted_patch_is_retried_from_the_servers_offset(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    await page.goto(f"{big_server.url}/")
+    traffic = await _watch_tus(page, big_server)
+    broken: list[int] = []
+
+    async def break_the_fourth_patch(route: Route) -> None:
+        patches = [offset for method, offset in traffic.requests if method == "PATCH"]
+        if route.request.method == "PATCH" and len(patches) == 4 and not broken:
+            broken.append(int(route.request.headers["upload-offset"]))
+            await route.abort("connectionreset")
+        else:
+            await route.fallback()
+
+    await page.route(f"{big_server.url}/api/v1/uploads/*", break_the_fourth_patch)
+    path, sha256 = _random_file(tmp_path, "flaky.bin")
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    uploaded = card(page, "flaky.bin")
+    await expect(uploaded).to_have_attribute("data-state", "ready", timeout=60_000)
+    assert broken == [3 * CHUNK]
+    methods = [method for method, _ in traffic.requests]
+    assert methods.count("POST") == 1
+    assert "HEAD" in methods  # the retry asked the server where to go on
+    assert traffic.patch_offsets().count(3 * CHUNK) == 2  # the lost chunk, sent again
+    assert sorted(set(traffic.patch_offsets())) == [n * CHUNK for n in range(SIZE // CHUNK)]
+    assert await _downloaded_sha256(page) == sha256
+    _forgive_dropped_requests(watch)
+
+
+async def test_going_offline_mid_upload_waits_for_the_network_and_completes(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    await page.goto(f"{big_server.url}/")
+    traffic = await _watch_tus(page, big_server)
+    # One DevTools session both slows the upload and cuts the network (two sessions'
+    # emulations would not add up: Playwright's own offline switch leaves this one's be).
+    network = await page.context.new_cdp_session(page)
+    await network.send("Network.enable")
+    await _emulate(network, offline=False, upload=2_000_000)
+    path, sha256 = _random_file(tmp_path, "offline.bin")
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    uploading = card(page, "offline.bin")
+    before = await _until_offset(traffic, 3 * MIB)
+    await _emulate(network, offline=True, upload=2_000_000)
+    await expect(uploading.locator(".upload-status")).to_contain_text("You are offline")
+    await watch.screenshot("upload-tus-offline")
+    stalled = await _server_offset(traffic.upload_url)
+    await asyncio.sleep(2)  # longer than the first retries: they must not be used up
+    assert await _server_offset(traffic.upload_url) == stalled
+    await _emulate(network, offline=False, upload=-1)
+    await expect(uploading).to_have_attribute("data-state", "ready", timeout=60_000)
+    assert [method for method, _ in traffic.requests].count("POST") == 1
+    assert min(traffic.head_offsets) >= before
+    assert await _downloaded_sha256(page) == sha256
+    _forgive_dropped_requests(watch)
+
+
+async def _emulate(session: CDPSession, *, offline: bool, upload: int) -> None:
+    await session.send(
+        "Network.emulateNetworkConditions",
+        {"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": upload},
+    )
+
+
+async def test_reload_mid_upload_then_the_same_file_resumes_from_the_servers_offset(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    password = "tus-secret-7"
+    await page.goto(f"{big_server.url}/")
+    traffic = await _watch_tus(page, big_server)
+    await throttle_uploads(page, 2_000_000)
+    path, sha256 = _random_file(tmp_path, "reloaded.bin")
+    await pick_paths(page, [path])
+    await page.fill("#password", password)
+    await page.click("#upload-button")
+    acknowledged = await _until_offset(traffic, 4 * MIB)
+    stored = await _stored_tus_entries(page)
+    assert len(stored) == 1
+    assert password not in stored[0]
+    assert base64.b64encode(password.encode()).decode() not in stored[0]
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.reload()
+    mark = len(traffic.requests)
+    await throttle_uploads(page, 2_000_000)
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    resumed = card(page, "reloaded.bin")
+    await expect(resumed.locator(".upload-status")).to_contain_text("Resuming: ")
+    status = await resumed.locator(".upload-status").text_content() or ""
+    await watch.screenshot("upload-tus-resumed")
+    await expect(resumed).to_have_attribute("data-state", "ready", timeout=60_000)
+    after_reload = traffic.since(mark)
+    assert "POST" not in [method for method, _ in after_reload]
+    offset = traffic.head_offsets[-1]
+    assert offset >= acknowledged > 0
+    assert status == f"Resuming: {offset / MIB:.1f} MiB already uploaded"
+    sent_again = SIZE - min(traffic.patch_offsets(mark))
+    assert min(traffic.patch_offsets(mark)) == offset
+    assert sent_again < SIZE
+    await expect(resumed.locator(".fact-password")).to_be_visible()
+    assert await _downloaded_sha256(page, password) == sha256
+    assert await _stored_tus_entries(page) == []
+
+
+async def test_cancel_deletes_the_upload_on_the_server(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    await page.goto(f"{big_server.url}/")
+    traffic = await _watch_tus(page, big_server)
+    await throttle_uploads(page, 1_000_000)
+    path, _ = _random_file(tmp_path, "cancelled-tus.bin")
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    uploading = card(page, "cancelled-tus.bin")
+    await _until_offset(traffic, 1)
+    await uploading.locator(".cancel").click()
+    await expect(uploading).to_have_attribute("data-state", "cancelled")
+    await expect(uploading.locator(".upload-status")).to_have_text(
+        "Upload cancelled. Nothing was kept."
+    )
+    assert ("DELETE", None) in traffic.requests
+    assert await _server_offset(traffic.upload_url) is None
+    assert await _stored_tus_entries(page) == []
+    async with big_server.services.sessions() as session:
+        kept = await session.scalar(
+            select(func.count()).select_from(Link).where(Link.filename == "cancelled-tus.bin")
+        )
+    assert kept == 0
+    _forgive_dropped_requests(watch)
