@@ -338,3 +338,31 @@ async def test_cancel_deletes_the_upload_on_the_server(
         )
     assert kept == 0
     _forgive_dropped_requests(watch)
+
+
+async def test_a_lost_final_answer_still_gives_the_link_from_the_uploads_state(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    await page.goto(f"{big_server.url}/")
+    await _watch_tus(page, big_server)
+
+    async def strip_the_link_headers(route: Route) -> None:
+        response = await route.fetch()
+        kept = {k: v for k, v in response.headers.items() if not k.startswith("sealdrop-")}
+        await route.fulfill(response=response, headers=kept)
+
+    await page.route(f"{big_server.url}/api/v1/uploads/*", strip_the_link_headers)
+    path, sha256 = _random_file(tmp_path, "unanswered.bin", 5 * MIB)
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    uploaded = card(page, "unanswered.bin")
+    await expect(uploaded).to_have_attribute("data-state", "ready", timeout=60_000)
+    await expect(uploaded.locator(".upload-status")).to_contain_text("manage token was lost")
+    await expect(uploaded.locator(".manage")).to_be_hidden()
+    share_url = await uploaded.locator(".share-url").input_value()
+    token = share_url.rsplit("/", 1)[1]
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"{big_server.url}/d/{token}/unanswered.bin")
+    digest = hashlib.sha256(answer.content)
+    assert digest.hexdigest() == sha256
