@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -24,9 +25,12 @@ from playwright.async_api import CDPSession, Page, Request, Response, Route, exp
 from sqlalchemy import func, select
 
 from app.db.models import Link
+from app.domain import uploaders
+from app.domain.uploaders import Limits
 from tests.support.browser import PageWatch
 from tests.support.live import LiveServer, live_server
 from tests.support.pages import card, pick_paths, throttle_uploads
+from tests.support.rows import link_row
 from tests.web.conftest import web_settings
 
 pytestmark = pytest.mark.browser
@@ -153,6 +157,12 @@ async def _stored_tus_entries(page: Page) -> list[str]:
     return entries
 
 
+def _mib(size: int) -> str:
+    """`size` in MiB with one decimal, rounded as JavaScript's toFixed (half up: 4.25 → 4.3)."""
+    exact = Decimal(size) / MIB  # exact: MIB is a power of two
+    return str(exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
 def _forgive_dropped_requests(watch: PageWatch) -> None:
     watch.console_errors[:] = [e for e in watch.console_errors if not e.endswith(DROPPED)]
 
@@ -253,6 +263,7 @@ async def test_going_offline_mid_upload_waits_for_the_network_and_completes(
     await _emulate(network, offline=True, upload=2_000_000)
     await expect(uploading.locator(".upload-status")).to_contain_text("You are offline")
     await watch.screenshot("upload-tus-offline")
+    await asyncio.sleep(0.5)  # the server keeps what arrived before the break: let it land
     stalled = await _server_offset(traffic.upload_url)
     await asyncio.sleep(2)  # longer than the first retries: they must not be used up
     assert await _server_offset(traffic.upload_url) == stalled
@@ -290,7 +301,7 @@ async def test_reload_mid_upload_then_the_same_file_resumes_from_the_servers_off
     assert base64.b64encode(password.encode()).decode() not in stored[0]
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await page.reload()
-    mark = len(traffic.requests)
+    mark, head_mark = len(traffic.requests), len(traffic.head_offsets)
     await throttle_uploads(page, 2_000_000)
     await pick_paths(page, [path])
     await page.click("#upload-button")
@@ -301,9 +312,9 @@ async def test_reload_mid_upload_then_the_same_file_resumes_from_the_servers_off
     await expect(resumed).to_have_attribute("data-state", "ready", timeout=60_000)
     after_reload = traffic.since(mark)
     assert "POST" not in [method for method, _ in after_reload]
-    offset = traffic.head_offsets[-1]
+    offset = traffic.head_offsets[head_mark]  # the page's first question after the reload
     assert offset >= acknowledged > 0
-    assert status == f"Resuming: {offset / MIB:.1f} MiB already uploaded"
+    assert status == f"Resuming: {_mib(offset)} MiB already uploaded"
     sent_again = SIZE - min(traffic.patch_offsets(mark))
     assert min(traffic.patch_offsets(mark)) == offset
     assert sent_again < SIZE
@@ -366,3 +377,36 @@ async def test_a_lost_final_answer_still_gives_the_link_from_the_uploads_state(
         answer = await http.get(f"{big_server.url}/d/{token}/unanswered.bin")
     digest = hashlib.sha256(answer.content)
     assert digest.hexdigest() == sha256
+
+
+async def test_under_policy_keys_the_tus_upload_carries_the_key(
+    watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    watch.expected_statuses.add(401)
+    settings = web_settings(tmp_path / "data", upload_policy="keys", max_upload_bytes=64 * MIB)
+    async with live_server(settings) as server:
+        key = await uploaders.add_uploader(server.services, "bob", Limits(), proxy=False)
+        assert key is not None
+        await page.goto(f"{server.url}/")
+        traffic = await _watch_tus(page, server)
+        path, sha256 = _random_file(tmp_path, "keyed.bin", 5 * MIB)
+        await page.fill("#upload-key", "sdk_" + "x" * 43)
+        await page.click("#key-form button[type=submit]")
+        await pick_paths(page, [path])
+        await page.click("#upload-button")
+        await expect(card(page, "keyed.bin")).to_have_attribute("data-state", "failed")
+        await expect(page.locator("#key-error")).to_contain_text("not accepted")
+        assert traffic.requests == [("POST", None)]  # refused at creation, nothing sent
+
+        await page.fill("#upload-key", key)
+        await page.click("#key-form button[type=submit]")
+        await card(page, "keyed.bin").locator(".retry").click()
+        uploaded = card(page, "keyed.bin")
+        await expect(uploaded).to_have_attribute("data-state", "ready", timeout=60_000)
+        assert traffic.creation_headers["authorization"] == f"Bearer {key}"
+        token = (await uploaded.locator(".share-url").input_value()).rsplit("/", 1)[1]
+        row = await link_row(server.services, token)
+        assert row is not None
+        assert row.uploader_id is not None
+        assert await _downloaded_sha256(page) == sha256
