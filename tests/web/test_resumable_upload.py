@@ -13,7 +13,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -155,6 +155,13 @@ async def _stored_tus_entries(page: Page) -> list[str]:
         ".map((k) => k + ' ' + localStorage.getItem(k))"
     )
     return entries
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
 
 
 def _mib(size: int) -> str:
@@ -334,14 +341,20 @@ async def test_cancel_deletes_the_upload_on_the_server(
     await pick_paths(page, [path])
     await page.click("#upload-button")
     uploading = card(page, "cancelled-tus.bin")
-    await _until_offset(traffic, 1)
+    await _until_offset(traffic, CHUNK + 1)
+    staging = big_server.services.settings.data_dir / "objects" / "staging"
+    staged = set(staging.glob("*"))  # this upload's sealed pieces (and maybe others')
+    assert staged
     await uploading.locator(".cancel").click()
     await expect(uploading).to_have_attribute("data-state", "cancelled")
     await expect(uploading.locator(".upload-status")).to_have_text(
         "Upload cancelled. Nothing was kept."
     )
     assert ("DELETE", None) in traffic.requests
-    assert await _server_offset(traffic.upload_url) is None
+    async with httpx.AsyncClient() as http:
+        assert (await http.head(traffic.upload_url, headers=TUS)).status_code == 404
+    # Every piece there was is gone: this upload's by the DELETE, others' once sealed.
+    await _until(lambda: not any(piece.exists() for piece in staged))
     assert await _stored_tus_entries(page) == []
     async with big_server.services.sessions() as session:
         kept = await session.scalar(
