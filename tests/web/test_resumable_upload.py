@@ -270,6 +270,7 @@ async def test_going_offline_mid_upload_waits_for_the_network_and_completes(
     await _emulate(network, offline=True, upload=2_000_000)
     await expect(uploading.locator(".upload-status")).to_contain_text("You are offline")
     await watch.screenshot("upload-tus-offline")
+    await expect(page.locator("#announcer")).to_contain_text("You are offline")
     await asyncio.sleep(0.5)  # the server keeps what arrived before the break: let it land
     stalled = await _server_offset(traffic.upload_url)
     await asyncio.sleep(2)  # longer than the first retries: they must not be used up
@@ -316,6 +317,7 @@ async def test_reload_mid_upload_then_the_same_file_resumes_from_the_servers_off
     await expect(resumed.locator(".upload-status")).to_contain_text("Resuming: ")
     status = await resumed.locator(".upload-status").text_content() or ""
     await watch.screenshot("upload-tus-resumed")
+    assert await watch.serious_accessibility_violations() == []
     await expect(resumed).to_have_attribute("data-state", "ready", timeout=60_000)
     after_reload = traffic.since(mark)
     assert "POST" not in [method for method, _ in after_reload]

@@ -96,6 +96,7 @@ export class UploadCard {
 
   /** A word on how the upload is going (a retry, the network): "" goes back to normal. */
   note(text) {
+    if (text && text !== this.$(".upload-status").textContent) this.announce(`${this.file.name}: ${text}`);
     this.setStatus(text || this.resumeNote || "");
   }
 

@@ -141,6 +141,11 @@ class TusTransfer {
       this.upload.start();
     };
     window.addEventListener("online", this.offline, { once: true });
+    // Back already (between the failure and now): no event is coming.
+    if (navigator.onLine) {
+      window.removeEventListener("online", this.offline);
+      this.offline();
+    }
   }
 
   /** Cancel: stop sending and delete the upload on the server (tus termination). */
