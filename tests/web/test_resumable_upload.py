@@ -425,3 +425,36 @@ async def test_under_policy_keys_the_tus_upload_carries_the_key(
         assert row is not None
         assert row.uploader_id is not None
         assert await _downloaded_sha256(page) == sha256
+
+
+async def test_a_stored_upload_the_server_forgot_starts_over_with_the_forms_options(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    watch.expected_statuses.add(404)
+    await page.goto(f"{big_server.url}/")
+    traffic = await _watch_tus(page, big_server)
+    await throttle_uploads(page, 2_000_000)
+    path, sha256 = _random_file(tmp_path, "forgotten.bin")
+    await pick_paths(page, [path])
+    await page.fill("#password", "first form")
+    await page.click("#upload-button")
+    await _until_offset(traffic, 2 * MIB)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.reload()
+    forgotten = traffic.upload_url
+    async with httpx.AsyncClient() as http:  # as if it had expired meanwhile
+        assert (await http.delete(forgotten, headers=TUS)).status_code == 204
+    mark = len(traffic.requests)
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    again = card(page, "forgotten.bin")
+    await expect(again).to_have_attribute("data-state", "ready", timeout=60_000)
+    assert [method for method, _ in traffic.since(mark)][:2] == ["HEAD", "POST"]
+    assert traffic.upload_url != forgotten
+    assert traffic.patch_offsets(mark)[0] == 0
+    await expect(again.locator(".upload-status")).not_to_contain_text("Resuming")
+    await expect(again.locator(".fact-password")).to_be_hidden()  # this form had none
+    assert await _downloaded_sha256(page) == sha256
+    assert await _stored_tus_entries(page) == []
+    _forgive_dropped_requests(watch)

@@ -29,7 +29,7 @@ export function tusAvailable() {
  */
 export function tusTransfer(file, fields, route, hooks) {
   const transfer = new TusTransfer(file, fields, route, hooks);
-  transfer.run();
+  transfer.run().catch((error) => transfer.reject(error));
   return { done: transfer.done, abort: () => transfer.abort() };
 }
 
@@ -38,7 +38,8 @@ class TusTransfer {
     this.file = file;
     this.fields = fields;
     this.hooks = hooks;
-    this.resuming = false;
+    this.resuming = null; // the stored upload being resumed, until the server confirms it
+    this.cancelled = false;
     this.offline = null;
     this.done = new Promise((resolve, reject) => {
       this.resolve = resolve;
@@ -66,20 +67,27 @@ class TusTransfer {
   async run() {
     const previous = (await this.upload.findPreviousUploads()).filter((stored) => !inUse.has(stored.uploadUrl));
     previous.sort((a, b) => Date.parse(b.creationTime) - Date.parse(a.creationTime));
+    if (this.cancelled) return;
     if (previous.length > 0) {
-      this.resuming = true;
-      this.fields = { ...this.fields, ...previous[0].fields };
+      this.resuming = previous[0];
       this.upload.resumeFromPreviousUpload(previous[0]);
     }
     this.upload.start();
   }
 
   answered(request, response) {
-    if (request.getMethod() !== "HEAD" || response.getStatus() !== 200) return;
+    if (request.getMethod() !== "HEAD") return;
+    const status = response.getStatus();
+    if (status === 423 || status >= 500) return; // asked again after a wait
+    const resumed = this.resuming;
+    this.resuming = null;
+    // Not found or expired: tus-js-client creates a new upload, with this form's options.
+    if (status !== 200) return;
     // A HEAD asks the server where to go on: after a reload, or after a retry.
     const offset = Number.parseInt(response.getHeader("Upload-Offset"), 10);
-    if (this.resuming) {
-      this.resuming = false;
+    if (resumed) {
+      // The link will have the options the upload was created with, not today's form's.
+      this.fields = { ...this.fields, ...resumed.fields };
       this.hooks.onResumed(offset);
     } else {
       this.hooks.onNote("");
@@ -150,6 +158,7 @@ class TusTransfer {
 
   /** Cancel: stop sending and delete the upload on the server (tus termination). */
   async abort() {
+    this.cancelled = true;
     if (this.offline) window.removeEventListener("online", this.offline);
     inUse.delete(this.upload.url);
     let removed = true;
