@@ -11,17 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
-import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from urllib.parse import urljoin
 
 import httpx
 import pytest
-from playwright.async_api import CDPSession, Page, Request, Response, Route, expect
+from playwright.async_api import CDPSession, Route, expect
 from sqlalchemy import func, select
 
 from app.db.models import Link
@@ -31,16 +26,24 @@ from tests.support.browser import PageWatch
 from tests.support.live import LiveServer, live_server
 from tests.support.pages import card, pick_paths, throttle_uploads
 from tests.support.rows import link_row
+from tests.support.tus_pages import (
+    CHUNK,
+    MIB,
+    TUS,
+    downloaded_sha256,
+    forgive_dropped_requests,
+    mib,
+    random_file,
+    server_offset,
+    stored_tus_entries,
+    until_offset,
+    watch_tus,
+)
 from tests.web.conftest import web_settings
 
 pytestmark = pytest.mark.browser
 
-MIB = 1024 * 1024
-CHUNK = MIB
 SIZE = 12 * MIB
-TUS = {"Tus-Resumable": "1.0.0"}
-# Chromium logs a request the network took away; these tests take it on purpose.
-DROPPED = ("net::ERR_INTERNET_DISCONNECTED", "net::ERR_CONNECTION_RESET", "net::ERR_FAILED")
 
 
 @pytest.fixture(scope="module")
@@ -51,112 +54,6 @@ async def big_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         yield live
 
 
-@dataclass
-class TusTraffic:
-    """The tus requests a page made: (method, Upload-Offset) in order, and the upload URL."""
-
-    requests: list[tuple[str, int | None]] = field(default_factory=list)
-    upload_url: str = ""
-    head_offsets: list[int] = field(default_factory=list)
-    creation_headers: dict[str, str] = field(default_factory=dict)
-
-    def since(self, mark: int) -> list[tuple[str, int | None]]:
-        return self.requests[mark:]
-
-    def patch_offsets(self, mark: int = 0) -> list[int]:
-        return [
-            offset
-            for method, offset in self.since(mark)
-            if method == "PATCH" and offset is not None
-        ]
-
-
-async def _watch_tus(page: Page, server: LiveServer) -> TusTraffic:
-    """Give the page 1 MiB chunks and keep every tus request it makes."""
-    traffic = TusTraffic()
-
-    async def small_chunks(route: Route) -> None:
-        response = await route.fetch()
-        document = await response.json()
-        document["uploads"]["tus"]["chunk_size"] = CHUNK
-        await route.fulfill(response=response, json=document)
-
-    def on_request(request: Request) -> None:
-        if "/api/v1/uploads/" not in request.url and not request.url.endswith("/api/v1/links"):
-            return
-        offset = request.headers.get("upload-offset")
-        traffic.requests.append((request.method, int(offset) if offset is not None else None))
-        if request.method == "POST" and request.url.endswith("/api/v1/uploads/"):
-            traffic.creation_headers = request.headers
-
-    async def on_response(response: Response) -> None:
-        request = response.request
-        if request.method == "POST" and request.url.endswith("/api/v1/uploads/"):
-            traffic.upload_url = urljoin(request.url, await response.header_value("location") or "")
-        if request.method == "HEAD" and "/api/v1/uploads/" in request.url and response.ok:
-            traffic.head_offsets.append(int(await response.header_value("upload-offset") or "-1"))
-
-    await page.route(f"{server.url}/api/v1/", small_chunks)
-    page.on("request", on_request)
-    page.on("response", on_response)
-    return traffic
-
-
-def _random_file(folder: Path, name: str, size: int = SIZE) -> tuple[Path, str]:
-    """A file of random bytes on disk (the browser reads it itself), and its SHA-256."""
-    path = folder / name
-    digest = hashlib.sha256()
-    with path.open("wb") as file:
-        for _ in range(size // MIB):
-            block = os.urandom(MIB)
-            digest.update(block)
-            file.write(block)
-    return path, digest.hexdigest()
-
-
-async def _server_offset(upload_url: str) -> int | None:
-    """The server's acknowledged offset (HEAD), or None when it no longer knows the upload."""
-    async with httpx.AsyncClient() as http:
-        answer = await http.head(upload_url, headers=TUS)
-    if answer.status_code in (404, 410):
-        return None
-    assert answer.status_code == 200, answer.status_code
-    return int(answer.headers["upload-offset"])
-
-
-async def _until_offset(traffic: TusTraffic, at_least: int, timeout: float = 60) -> int:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        offset = await _server_offset(traffic.upload_url) if traffic.upload_url else None
-        if offset is not None and offset >= at_least:
-            return offset
-        assert asyncio.get_running_loop().time() < deadline, f"offset stayed at {offset}"
-        await asyncio.sleep(0.1)
-
-
-async def _downloaded_sha256(page: Page, password: str | None = None) -> str:
-    """SHA-256 of the newest remembered link's download, streamed."""
-    saved = json.loads(await page.evaluate("localStorage.getItem('sealdrop.links')"))
-    auth = ("", password) if password else None
-    digest = hashlib.sha256()
-    async with (
-        httpx.AsyncClient(auth=auth) as http,
-        http.stream("GET", saved[0]["download_url"]) as answer,
-    ):
-        assert answer.status_code == 200
-        async for block in answer.aiter_bytes():
-            digest.update(block)
-    return digest.hexdigest()
-
-
-async def _stored_tus_entries(page: Page) -> list[str]:
-    entries: list[str] = await page.evaluate(
-        "Object.keys(localStorage).filter((k) => k.startsWith('sealdrop.tus::'))"
-        ".map((k) => k + ' ' + localStorage.getItem(k))"
-    )
-    return entries
-
-
 async def _until(condition: Callable[[], bool], timeout: float = 15) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
@@ -164,23 +61,13 @@ async def _until(condition: Callable[[], bool], timeout: float = 15) -> None:
         await asyncio.sleep(0.05)
 
 
-def _mib(size: int) -> str:
-    """`size` in MiB with one decimal, rounded as JavaScript's toFixed (half up: 4.25 → 4.3)."""
-    exact = Decimal(size) / MIB  # exact: MIB is a power of two
-    return str(exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
-
-
-def _forgive_dropped_requests(watch: PageWatch) -> None:
-    watch.console_errors[:] = [e for e in watch.console_errors if not e.endswith(DROPPED)]
-
-
 async def test_large_file_goes_up_over_tus_in_chunks_and_downloads_identical(
     big_server: LiveServer, watch: PageWatch, tmp_path: Path
 ) -> None:
     page = watch.page
     await page.goto(f"{big_server.url}/")
-    traffic = await _watch_tus(page, big_server)
-    path, sha256 = _random_file(tmp_path, "big.bin")
+    traffic = await watch_tus(page, big_server.url)
+    path, sha256 = random_file(tmp_path, "big.bin", SIZE)
     await pick_paths(page, [path])
     await page.click("#upload-button")
     uploaded = card(page, "big.bin")
@@ -200,8 +87,8 @@ async def test_large_file_goes_up_over_tus_in_chunks_and_downloads_identical(
     await expect(uploaded.locator(".qr img")).to_have_attribute(
         "src", f"/api/v1/links/{token}/qr.svg"
     )
-    assert await _downloaded_sha256(page) == sha256
-    assert await _stored_tus_entries(page) == []
+    assert await downloaded_sha256(page) == sha256
+    assert await stored_tus_entries(page) == []
     await watch.screenshot("upload-tus-ready")
 
 
@@ -210,13 +97,13 @@ async def test_a_file_of_four_mib_keeps_the_single_request(
 ) -> None:
     page = watch.page
     await page.goto(f"{big_server.url}/")
-    traffic = await _watch_tus(page, big_server)
-    path, sha256 = _random_file(tmp_path, "four.bin", 4 * MIB)
+    traffic = await watch_tus(page, big_server.url)
+    path, sha256 = random_file(tmp_path, "four.bin", 4 * MIB)
     await pick_paths(page, [path])
     await page.click("#upload-button")
     await expect(card(page, "four.bin")).to_have_attribute("data-state", "ready")
     assert traffic.requests == [("POST", None)]  # POST /api/v1/links, nothing over tus
-    assert await _downloaded_sha256(page) == sha256
+    assert await downloaded_sha256(page) == sha256
 
 
 async def test_an_aborted_patch_is_retried_from_the_servers_offset(
@@ -224,7 +111,7 @@ async def test_an_aborted_patch_is_retried_from_the_servers_offset(
 ) -> None:
     page = watch.page
     await page.goto(f"{big_server.url}/")
-    traffic = await _watch_tus(page, big_server)
+    traffic = await watch_tus(page, big_server.url)
     broken: list[int] = []
 
     async def break_the_fourth_patch(route: Route) -> None:
@@ -236,7 +123,7 @@ async def test_an_aborted_patch_is_retried_from_the_servers_offset(
             await route.fallback()
 
     await page.route(f"{big_server.url}/api/v1/uploads/*", break_the_fourth_patch)
-    path, sha256 = _random_file(tmp_path, "flaky.bin")
+    path, sha256 = random_file(tmp_path, "flaky.bin", SIZE)
     await pick_paths(page, [path])
     await page.click("#upload-button")
     uploaded = card(page, "flaky.bin")
@@ -247,8 +134,8 @@ async def test_an_aborted_patch_is_retried_from_the_servers_offset(
     assert "HEAD" in methods  # the retry asked the server where to go on
     assert traffic.patch_offsets().count(3 * CHUNK) == 2  # the lost chunk, sent again
     assert sorted(set(traffic.patch_offsets())) == [n * CHUNK for n in range(SIZE // CHUNK)]
-    assert await _downloaded_sha256(page) == sha256
-    _forgive_dropped_requests(watch)
+    assert await downloaded_sha256(page) == sha256
+    forgive_dropped_requests(watch)
 
 
 async def test_going_offline_mid_upload_waits_for_the_network_and_completes(
@@ -256,31 +143,31 @@ async def test_going_offline_mid_upload_waits_for_the_network_and_completes(
 ) -> None:
     page = watch.page
     await page.goto(f"{big_server.url}/")
-    traffic = await _watch_tus(page, big_server)
+    traffic = await watch_tus(page, big_server.url)
     # One DevTools session both slows the upload and cuts the network (two sessions'
     # emulations would not add up: Playwright's own offline switch leaves this one's be).
     network = await page.context.new_cdp_session(page)
     await network.send("Network.enable")
     await _emulate(network, offline=False, upload=2_000_000)
-    path, sha256 = _random_file(tmp_path, "offline.bin")
+    path, sha256 = random_file(tmp_path, "offline.bin", SIZE)
     await pick_paths(page, [path])
     await page.click("#upload-button")
     uploading = card(page, "offline.bin")
-    before = await _until_offset(traffic, 3 * MIB)
+    before = await until_offset(traffic, 3 * MIB)
     await _emulate(network, offline=True, upload=2_000_000)
     await expect(uploading.locator(".upload-status")).to_contain_text("You are offline")
     await watch.screenshot("upload-tus-offline")
     await expect(page.locator("#announcer")).to_contain_text("You are offline")
     await asyncio.sleep(0.5)  # the server keeps what arrived before the break: let it land
-    stalled = await _server_offset(traffic.upload_url)
+    stalled = await server_offset(traffic.upload_url)
     await asyncio.sleep(2)  # longer than the first retries: they must not be used up
-    assert await _server_offset(traffic.upload_url) == stalled
+    assert await server_offset(traffic.upload_url) == stalled
     await _emulate(network, offline=False, upload=-1)
     await expect(uploading).to_have_attribute("data-state", "ready", timeout=60_000)
     assert [method for method, _ in traffic.requests].count("POST") == 1
     assert min(traffic.head_offsets) >= before
-    assert await _downloaded_sha256(page) == sha256
-    _forgive_dropped_requests(watch)
+    assert await downloaded_sha256(page) == sha256
+    forgive_dropped_requests(watch)
 
 
 async def _emulate(session: CDPSession, *, offline: bool, upload: int) -> None:
@@ -296,14 +183,14 @@ async def test_reload_mid_upload_then_the_same_file_resumes_from_the_servers_off
     page = watch.page
     password = "tus-secret-7"
     await page.goto(f"{big_server.url}/")
-    traffic = await _watch_tus(page, big_server)
+    traffic = await watch_tus(page, big_server.url)
     await throttle_uploads(page, 2_000_000)
-    path, sha256 = _random_file(tmp_path, "reloaded.bin")
+    path, sha256 = random_file(tmp_path, "reloaded.bin", SIZE)
     await pick_paths(page, [path])
     await page.fill("#password", password)
     await page.click("#upload-button")
-    acknowledged = await _until_offset(traffic, 4 * MIB)
-    stored = await _stored_tus_entries(page)
+    acknowledged = await until_offset(traffic, 4 * MIB)
+    stored = await stored_tus_entries(page)
     assert len(stored) == 1
     assert password not in stored[0]
     assert base64.b64encode(password.encode()).decode() not in stored[0]
@@ -323,13 +210,13 @@ async def test_reload_mid_upload_then_the_same_file_resumes_from_the_servers_off
     assert "POST" not in [method for method, _ in after_reload]
     offset = traffic.head_offsets[head_mark]  # the page's first question after the reload
     assert offset >= acknowledged > 0
-    assert status == f"Resuming: {_mib(offset)} MiB already uploaded"
+    assert status == f"Resuming: {mib(offset)} MiB already uploaded"
     sent_again = SIZE - min(traffic.patch_offsets(mark))
     assert min(traffic.patch_offsets(mark)) == offset
     assert sent_again < SIZE
     await expect(resumed.locator(".fact-password")).to_be_visible()
-    assert await _downloaded_sha256(page, password) == sha256
-    assert await _stored_tus_entries(page) == []
+    assert await downloaded_sha256(page, password) == sha256
+    assert await stored_tus_entries(page) == []
 
 
 async def test_cancel_deletes_the_upload_on_the_server(
@@ -337,13 +224,13 @@ async def test_cancel_deletes_the_upload_on_the_server(
 ) -> None:
     page = watch.page
     await page.goto(f"{big_server.url}/")
-    traffic = await _watch_tus(page, big_server)
+    traffic = await watch_tus(page, big_server.url)
     await throttle_uploads(page, 1_000_000)
-    path, _ = _random_file(tmp_path, "cancelled-tus.bin")
+    path, _ = random_file(tmp_path, "cancelled-tus.bin", SIZE)
     await pick_paths(page, [path])
     await page.click("#upload-button")
     uploading = card(page, "cancelled-tus.bin")
-    await _until_offset(traffic, CHUNK + 1)
+    await until_offset(traffic, CHUNK + 1)
     staging = big_server.services.settings.data_dir / "objects" / "staging"
     staged = set(staging.glob("*"))  # this upload's sealed pieces (and maybe others')
     assert staged
@@ -357,13 +244,13 @@ async def test_cancel_deletes_the_upload_on_the_server(
         assert (await http.head(traffic.upload_url, headers=TUS)).status_code == 404
     # Every piece there was is gone: this upload's by the DELETE, others' once sealed.
     await _until(lambda: not any(piece.exists() for piece in staged))
-    assert await _stored_tus_entries(page) == []
+    assert await stored_tus_entries(page) == []
     async with big_server.services.sessions() as session:
         kept = await session.scalar(
             select(func.count()).select_from(Link).where(Link.filename == "cancelled-tus.bin")
         )
     assert kept == 0
-    _forgive_dropped_requests(watch)
+    forgive_dropped_requests(watch)
 
 
 async def test_a_lost_final_answer_still_gives_the_link_from_the_uploads_state(
@@ -371,7 +258,7 @@ async def test_a_lost_final_answer_still_gives_the_link_from_the_uploads_state(
 ) -> None:
     page = watch.page
     await page.goto(f"{big_server.url}/")
-    await _watch_tus(page, big_server)
+    await watch_tus(page, big_server.url)
 
     async def strip_the_link_headers(route: Route) -> None:
         response = await route.fetch()
@@ -379,7 +266,7 @@ async def test_a_lost_final_answer_still_gives_the_link_from_the_uploads_state(
         await route.fulfill(response=response, headers=kept)
 
     await page.route(f"{big_server.url}/api/v1/uploads/*", strip_the_link_headers)
-    path, sha256 = _random_file(tmp_path, "unanswered.bin", 5 * MIB)
+    path, sha256 = random_file(tmp_path, "unanswered.bin", 5 * MIB)
     await pick_paths(page, [path])
     await page.click("#upload-button")
     uploaded = card(page, "unanswered.bin")
@@ -404,8 +291,8 @@ async def test_under_policy_keys_the_tus_upload_carries_the_key(
         key = await uploaders.add_uploader(server.services, "bob", Limits(), proxy=False)
         assert key is not None
         await page.goto(f"{server.url}/")
-        traffic = await _watch_tus(page, server)
-        path, sha256 = _random_file(tmp_path, "keyed.bin", 5 * MIB)
+        traffic = await watch_tus(page, server.url)
+        path, sha256 = random_file(tmp_path, "keyed.bin", 5 * MIB)
         await page.fill("#upload-key", "sdk_" + "x" * 43)
         await page.click("#key-form button[type=submit]")
         await pick_paths(page, [path])
@@ -424,7 +311,7 @@ async def test_under_policy_keys_the_tus_upload_carries_the_key(
         row = await link_row(server.services, token)
         assert row is not None
         assert row.uploader_id is not None
-        assert await _downloaded_sha256(page) == sha256
+        assert await downloaded_sha256(page) == sha256
 
 
 async def test_a_stored_upload_the_server_forgot_starts_over_with_the_forms_options(
@@ -433,13 +320,13 @@ async def test_a_stored_upload_the_server_forgot_starts_over_with_the_forms_opti
     page = watch.page
     watch.expected_statuses.add(404)
     await page.goto(f"{big_server.url}/")
-    traffic = await _watch_tus(page, big_server)
+    traffic = await watch_tus(page, big_server.url)
     await throttle_uploads(page, 2_000_000)
-    path, sha256 = _random_file(tmp_path, "forgotten.bin")
+    path, sha256 = random_file(tmp_path, "forgotten.bin", SIZE)
     await pick_paths(page, [path])
     await page.fill("#password", "first form")
     await page.click("#upload-button")
-    await _until_offset(traffic, 2 * MIB)
+    await until_offset(traffic, 2 * MIB)
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await page.reload()
     forgotten = traffic.upload_url
@@ -455,6 +342,6 @@ async def test_a_stored_upload_the_server_forgot_starts_over_with_the_forms_opti
     assert traffic.patch_offsets(mark)[0] == 0
     await expect(again.locator(".upload-status")).not_to_contain_text("Resuming")
     await expect(again.locator(".fact-password")).to_be_hidden()  # this form had none
-    assert await _downloaded_sha256(page) == sha256
-    assert await _stored_tus_entries(page) == []
-    _forgive_dropped_requests(watch)
+    assert await downloaded_sha256(page) == sha256
+    assert await stored_tus_entries(page) == []
+    forgive_dropped_requests(watch)
