@@ -345,3 +345,38 @@ async def test_a_stored_upload_the_server_forgot_starts_over_with_the_forms_opti
     assert await downloaded_sha256(page) == sha256
     assert await stored_tus_entries(page) == []
     forgive_dropped_requests(watch)
+
+
+async def test_try_again_after_a_refused_patch_resumes_the_same_upload(
+    big_server: LiveServer, watch: PageWatch, tmp_path: Path
+) -> None:
+    page = watch.page
+    watch.expected_statuses.add(400)
+    await page.goto(f"{big_server.url}/")
+    traffic = await watch_tus(page, big_server.url)
+    refused: list[int] = []
+
+    async def refuse_the_sixth_patch(route: Route) -> None:
+        patches = [offset for method, offset in traffic.requests if method == "PATCH"]
+        if route.request.method == "PATCH" and len(patches) == 6 and not refused:
+            refused.append(int(route.request.headers["upload-offset"]))
+            await route.fulfill(status=400, json={"error": "refused for this test"})
+        else:
+            await route.fallback()
+
+    await page.route(f"{big_server.url}/api/v1/uploads/*", refuse_the_sixth_patch)
+    path, sha256 = random_file(tmp_path, "again.bin", SIZE)
+    await pick_paths(page, [path])
+    await page.click("#upload-button")
+    uploading = card(page, "again.bin")
+    await expect(uploading).to_have_attribute("data-state", "failed")
+    await expect(uploading.locator(".upload-status")).to_have_text("Refused for this test.")
+    mark = len(traffic.requests)
+    await uploading.locator(".retry").click()
+    await expect(uploading).to_have_attribute("data-state", "ready", timeout=60_000)
+    assert refused == [5 * CHUNK]
+    assert traffic.since(mark)[0] == ("HEAD", None)
+    assert "POST" not in [method for method, _ in traffic.since(mark)]
+    assert min(traffic.patch_offsets(mark)) == 5 * CHUNK
+    await expect(uploading.locator(".upload-status")).to_have_text("")
+    assert await downloaded_sha256(page) == sha256
