@@ -308,6 +308,7 @@ async def _complete(
     if up.uploader_id is not None:
         await upload_policy.hold_for_link(session, await _admitted(session, up.uploader_id))
     token, manage_token, link_id = resumable.link_token(upload_id), new_token(), new_id()
+    filename = up.filename  # read before the UPDATE below clears it (and the loaded object)
     await session.execute(
         insert(Link).values(
             id=link_id,
@@ -344,7 +345,12 @@ async def _complete(
             link_id=link_id,
             staging_key_id=None,
             staging_wrapped_key=None,
+            # The link row holds them now, and clears them when it is purged: a copy
+            # here would outlive it.
             password_hash=None,
+            filename="",
+            content_type="",
+            upload_metadata=None,
         )
     )
     await storage_cap.hold_for_job(session, job_id, up.length, services.settings.segment_log2)
@@ -359,7 +365,7 @@ async def _complete(
         size=up.length,
         sha256=b"",
     )
-    return created, up.filename
+    return created, filename
 
 
 async def _admitted(session: AsyncSession, uploader_id: str) -> Admitted:

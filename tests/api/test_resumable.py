@@ -153,6 +153,16 @@ async def test_upload_in_three_patches_serves_the_same_bytes(tus_client: AppClie
     assert state["url"] == link
     assert state["offset"] == state["length"] == len(data)
     assert "manage_token" not in state
+    # The file's name and type live in the link row alone (cleared when it is purged).
+    async with tus_client.services.sessions() as session:
+        row = (await session.execute(select(TusUpload))).scalar_one()
+    assert (row.filename, row.content_type, row.upload_metadata, row.password_hash) == (
+        "",
+        "",
+        None,
+        None,
+    )
+    assert "upload-metadata" not in (await tus_client.head(url, headers=TUS)).headers
     assert await count_rows(tus_client.services, Job) == 0  # sealed: the job is done
     assert staging_files(tus_client.services.settings) == []  # the pieces went with it
 
