@@ -9,6 +9,7 @@ from app.storage.base import check_key, check_prefix
 from app.storage.object_keys import (
     BLOBS_PREFIX,
     STAGING_PREFIX,
+    Piece,
     blob_id_of,
     blob_object_key,
     dump_pieces,
@@ -61,12 +62,13 @@ def test_a_piece_is_a_valid_key_whose_job_id_comes_back_out() -> None:
 
 
 def test_pieces_round_trip_through_their_row_form_in_order() -> None:
-    pieces = [("b", 10), ("a", 0), ("c", 1 << 40)]
+    pieces = [
+        Piece("b", 10, b"h" * 16),
+        Piece("a", 0, bytes(16)),
+        Piece("c", 1 << 40, b"\xff" * 16),
+    ]
     assert load_pieces(dump_pieces(pieces)) == pieces
     assert load_pieces(None) is None
-    assert staged_object_keys("J", dump_pieces(pieces)) == [
-        "staging/J.b",
-        "staging/J.a",
-        "staging/J.c",
-    ]
+    keys = ["staging/J.b", "staging/J.a", "staging/J.c"]
+    assert staged_object_keys("J", dump_pieces(pieces)) == keys
     assert staged_object_keys("J", None) == ["staging/J"]
