@@ -155,3 +155,11 @@ class BlobCorrupted(SealdropError):
 
     status = 500
     message = "the stored file failed its integrity check"
+
+
+class UploadNotFound(SealdropError):
+    """No such unfinished upload (never existed, completed, cancelled or expired), or no
+    direct uploads on this server."""
+
+    status = 404
+    message = "no such upload"

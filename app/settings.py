@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     # janitor can treat older unfinished writes as abandoned.
     max_upload_seconds: float = Field(default=12 * 3600, gt=0)
     upload_wait_seconds: float = 30.0
+    # An unfinished resumable or direct upload with no new byte for this long is removed
+    # with everything it staged.
+    unfinished_upload_seconds: int = Field(default=3600, gt=0)
+    # How long a presigned S3 UploadPart URL of a direct upload stays valid.
+    direct_url_seconds: int = Field(default=900, gt=0)
     max_upload_waiters: int = 256
 
     worker: Literal["embedded", "off"] = "embedded"
@@ -221,6 +226,16 @@ class Settings(BaseSettings):
                 f"SEALDROP_MAX_UPLOAD_SECONDS ({self.max_upload_seconds:g}) must be at most "
                 f"{longest} with S3: the buckets' lifecycle rules abort unfinished multipart "
                 f"uploads after {S3_LIFECYCLE_DAYS} day"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_urls_outliving_uploads(self) -> Settings:
+        if self.direct_url_seconds > self.unfinished_upload_seconds:
+            raise ValueError(
+                f"SEALDROP_DIRECT_URL_SECONDS ({self.direct_url_seconds}) must be at most "
+                f"SEALDROP_UNFINISHED_UPLOAD_SECONDS ({self.unfinished_upload_seconds}): a part "
+                "could still arrive after its upload was removed"
             )
         return self
 
