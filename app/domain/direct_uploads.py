@@ -90,7 +90,9 @@ class Status:
 
 def target(services: Services) -> S3Direct | None:
     """The staging bucket's direct uploads, or None when staging is not on S3."""
-    from app.storage.s3 import S3Store  # only an S3 deployment loads boto3
+    if not available(services):
+        return None  # the embedded mode never loads boto3
+    from app.storage.s3 import S3Store
 
     staging = services.staging
     return staging.direct() if isinstance(staging, S3Store) else None
@@ -99,6 +101,12 @@ def target(services: Services) -> S3Direct | None:
 def available(services: Services) -> bool:
     """Whether this server offers direct uploads (discovery's `direct` key)."""
     return services.settings.resolved_staging_url.startswith("s3://")
+
+
+def browser_origins(services: Services) -> list[str]:
+    """Where a page's direct upload sends its parts (for its connect-src); none without S3."""
+    found = target(services)
+    return found.browser_origins if found is not None else []
 
 
 def require_target(services: Services) -> S3Direct:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from app.storage.base import StorageError, check_key
 from app.storage.s3_client import MISSING_UPLOAD_CODES, S3Calls
@@ -42,10 +43,17 @@ class S3Direct:
         self.bucket = s3.location.bucket
 
     @property
-    def endpoint_origin(self) -> str | None:
-        """The S3 endpoint's origin as a browser sees it (for the page's connect-src)."""
-        url = self._s3.location.endpoint_url
-        return url.rstrip("/") if url else None
+    def browser_origins(self) -> list[str]:
+        """The origins of the presigned URLs, which a page must be allowed to connect to."""
+        location = self._s3.location
+        if location.endpoint_url:
+            parts = urlsplit(location.endpoint_url)
+            return [f"{parts.scheme}://{parts.netloc}"]
+        # AWS, path-style: the regional endpoint (us-east-1 also signs the global one).
+        origins = [f"https://s3.{location.region}.amazonaws.com"]
+        if location.region == "us-east-1":
+            origins.append("https://s3.amazonaws.com")
+        return origins
 
     async def start(self, key: str) -> str:
         """CreateMultipartUpload for `key`; returns its upload id."""

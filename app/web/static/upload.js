@@ -7,6 +7,7 @@ import { humanSize } from "./format.js";
 import { SavedLinks } from "./saved.js";
 import { UploadError, uploadFile, waitUntilSealed } from "./transfer.js";
 import { forgetKey, setUpKeyForm } from "./upload_key.js";
+import { directOffer, uploadDirect } from "./direct_upload.js";
 
 const form = document.getElementById("upload-form");
 const input = document.getElementById("file");
@@ -28,6 +29,19 @@ const saved = new SavedLinks(
   lifetimes,
   announce,
 );
+
+// Direct-to-storage hook (direct_upload.js): when the server's discovery offers `direct`
+// (S3 staging), files this large are sealed here and go straight to S3.
+// Discovery is asked once, at the first such file.
+const DIRECT_MIN_BYTES = 5 * 1024 * 1024;
+let directOffered = null;
+
+async function startTransfer(file, fields, onProgress) {
+  if (file.size >= DIRECT_MIN_BYTES && (await (directOffered ??= directOffer()))) {
+    return uploadDirect(file, fields, onProgress, { maxBytes });
+  }
+  return uploadFile(file, fields, onProgress, maxBytes);
+}
 
 let chosen = [];
 const queue = [];
@@ -134,7 +148,7 @@ async function send({ file, fields, card }) {
     return;
   }
   card.started();
-  const transfer = uploadFile(file, fields, (sent, total) => card.progress(sent, total), maxBytes);
+  const transfer = await startTransfer(file, fields, (sent, total) => card.progress(sent, total));
   card.onCancel = transfer.abort;
   try {
     const created = await transfer.done;
