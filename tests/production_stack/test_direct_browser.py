@@ -106,9 +106,7 @@ async def test_page_direct_upload_leaves_no_plaintext_in_s3_and_downloads_identi
     async def before_completion(route: Route) -> None:
         # Every part is in S3 now, sealed; the API has not completed anything yet.
         pending_parts.append(len(stack.pending_writes("staging/")))
-        staging_before_completion.append(
-            await asyncio.to_thread(_scan, stack, marker.encode())
-        )
+        staging_before_completion.append(await asyncio.to_thread(_scan, stack, marker.encode()))
         await route.continue_()
 
     context = await browser.new_context()
