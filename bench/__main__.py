@@ -41,6 +41,7 @@ PRODUCTION_RATIOS = [
     Ratio("GET", "S3 GET", None),
     Ratio("GET range", "S3 GET range", None),
     Ratio("PUT → ready", "S3 PUT", None),
+    Ratio("direct → ready", "PUT → ready", None),
     Ratio("POST form → ready", "PUT → ready", 0.9),
     Ratio("unknown token, cache warm", "GET /healthz", 0.5),
     Ratio("unknown token, cache warm", "unknown token, cache off", 3.0),
@@ -59,6 +60,11 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="measured rounds")
     parser.add_argument("--modes", help="embedded,production (default: full both, quick embedded)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 5 GiB memory case")
+    parser.add_argument(
+        "--only-uploads",
+        action="store_true",
+        help="production: only PUT → ready and direct → ready (and S3 PUT)",
+    )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
     options = parser.parse_args()
@@ -195,7 +201,10 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
                 references.get_range,
                 references.put,
                 *_sealdrop_runs(sealdrop, options),
+                sealdrop.upload_direct,
             ]
+            if options.only_uploads:
+                runs = [references.put, sealdrop.upload, sealdrop.upload_direct]
             print(f"production: {options.rounds} rounds of {len(runs)} cases", flush=True)
             _rounds(results, runs, options.rounds, stack)
             references.cleanup()
