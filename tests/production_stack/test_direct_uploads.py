@@ -113,6 +113,10 @@ def test_direct_round_trip_downloads_byte_identical(stack: ProductionStack, tmp_
     assert stack.pending_writes("staging/") == []
     assert stack.sql("SELECT count(*) FROM direct_uploads")[0][0] == 0
     assert stack.list_objects("staging/") == []
+    # Neither the staging key nor a URL's signature is in any log or object.
+    signature = created["parts"][0]["url"].split("X-Amz-Signature=")[1][:64]
+    assert stack.places_holding(created["staging_key"].encode()) == []
+    assert stack.places_holding(signature.encode()) == []
 
 
 def test_an_empty_file_goes_up_as_one_part(stack: ProductionStack, tmp_path: Path) -> None:
@@ -260,6 +264,20 @@ def test_bad_creations_are_refused_and_change_nothing(stack: ProductionStack) ->
     assert unknown.status_code == 404
 
 
+def test_a_cancelled_upload_cannot_be_completed_or_resumed(
+    stack: ProductionStack, tmp_path: Path
+) -> None:
+    path, data = _payload(tmp_path, 100)
+    created = direct.create(stack.base_url, path.name, len(data))
+    direct.put_parts(created, path)
+    assert httpx.delete(stack.base_url + created["upload_url"], timeout=30).status_code == 204
+    assert direct.complete(stack.base_url, created).status_code == 404
+    assert httpx.get(stack.base_url + created["upload_url"], timeout=30).status_code == 404
+    late = direct.put_part(created["parts"][0]["url"], direct.sealed_part(created, path, 1))
+    assert late.status_code == 404  # NoSuchUpload: the multipart upload is gone
+    assert [w for w in stack.pending_writes("staging/") if created["id"] in w.key] == []
+
+
 def test_presigned_urls_expire(idle_stack: ProductionStack, tmp_path: Path) -> None:
     path, data = _payload(tmp_path, 100)
     created = direct.create(idle_stack.base_url, path.name, len(data))
@@ -289,3 +307,29 @@ def test_idle_direct_uploads_leave_no_object_no_multipart_upload_no_row(
     assert idle_stack.list_objects("staging/") == []
     assert idle_stack.sql("SELECT count(*) FROM storage_reservations")[0][0] == 0
     assert httpx.get(idle_stack.base_url + created["upload_url"], timeout=10).status_code == 404
+
+
+def test_a_part_newer_than_the_last_activity_keeps_an_upload_alive(
+    idle_stack: ProductionStack, tmp_path: Path
+) -> None:
+    path, data = _payload(tmp_path, 100)
+    created = direct.create(idle_stack.base_url, path.name, len(data))
+    # A part arrives straight to S3; the API last saw the upload long ago.
+    direct.put_parts(created, path)
+    idle_stack.sql(
+        "UPDATE direct_uploads SET last_activity_at = now() - interval '1 hour' WHERE id_hash = :h",
+        h=hashlib.sha256(created["id"].encode()).digest(),
+    )
+
+    def touched() -> bool:
+        rows = idle_stack.sql(
+            "SELECT last_activity_at > now() - interval '5 seconds' FROM direct_uploads "
+            "WHERE id_hash = :h",
+            h=hashlib.sha256(created["id"].encode()).digest(),
+        )
+        return bool(rows and rows[0][0])
+
+    # The janitor (every second) asked S3, found the new part, and kept the upload.
+    wait_until(touched, timeout=30, interval=0.3, what="the janitor's touch")
+    answer = direct.complete(idle_stack.base_url, created)
+    assert answer.status_code in (201, 202), answer.text
