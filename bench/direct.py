@@ -49,11 +49,19 @@ def upload(base_url: str, source: Path) -> tuple[float, dict[str, Any]]:
 
         with ThreadPoolExecutor(PARALLEL_PARTS) as pool:
             list(pool.map(send, plan_json["parts"]))
+        sent = time.monotonic()
         done = http.post(
             base_url + plan_json["upload_url"] + "/complete",
             headers={"Accept": "application/json"},
         )
     seconds = time.monotonic() - started
+    # Where the time went: the client's sealing and PUTs, then completion and the worker.
+    parts_seconds = sent - started
+    print(
+        f"    direct: parts sent {parts_seconds:.1f} s, "
+        f"complete → ready {seconds - parts_seconds:.1f} s",
+        flush=True,
+    )
     if done.status_code != 201:
         raise RuntimeError(f"direct → ready: {done.status_code} {done.text[:300]!r}")
     answer: dict[str, Any] = done.json()
