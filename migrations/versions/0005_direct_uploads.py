@@ -1,7 +1,7 @@
 """direct uploads: clients put sealed parts straight into the staging bucket
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-06 03:00:00
 """
 
@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-# Rechained onto 0004 (tus uploads) when both are merged.
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

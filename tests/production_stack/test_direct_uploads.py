@@ -86,6 +86,11 @@ def _wait_state(stack: ProductionStack, token: str, wanted: str) -> None:
         raise AssertionError(f"{error}\n{stack.log_tails()}") from None
 
 
+def test_discovery_offers_direct_uploads_with_s3_staging(stack: ProductionStack) -> None:
+    found = httpx.get(f"{stack.base_url}/api/v1/", timeout=10).json()
+    assert found["uploads"]["direct"] == {"url": "/api/v1/direct-uploads"}
+
+
 def test_direct_round_trip_downloads_byte_identical(stack: ProductionStack, tmp_path: Path) -> None:
     path, data = _payload(tmp_path)
     created = direct.create(stack.base_url, path.name, len(data), expires_in="1h")

@@ -1,4 +1,5 @@
-// Direct-to-storage uploads from the page (S3 staging only; discovery lists `direct`).
+// Direct-to-storage uploads from the page (S3 staging only; discovery lists `direct`, and
+// send.js routes very large files here).
 // The file is sealed here, part by part, under the one-time staging key the server sends,
 // and each sealed part goes straight to S3 through its presigned URL: no plaintext leaves
 // this browser, and the file's bytes never cross Sealdrop's API. Failed parts are sent
@@ -12,18 +13,6 @@ import { currentKey } from "./upload_key.js";
 const API = "/api/v1/direct-uploads";
 const CONCURRENCY = 3;
 const ATTEMPTS = 5;
-
-/** The direct-upload URL the server's discovery offers, or null (then use another path). */
-export async function directOffer() {
-  try {
-    const answer = await fetch("/api/v1/", { headers: { Accept: "application/json" } });
-    if (!answer.ok) return null;
-    const found = await answer.json();
-    return found?.uploads?.direct?.url ?? null;
-  } catch {
-    return null;
-  }
-}
 
 /** What the page sends with its own requests: its CSRF token, and its upload key if any. */
 function pageHeaders() {
