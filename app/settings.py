@@ -229,16 +229,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _refuse_urls_outliving_uploads(self) -> Settings:
-        if self.direct_url_seconds > self.unfinished_upload_seconds:
-            raise ValueError(
-                f"SEALDROP_DIRECT_URL_SECONDS ({self.direct_url_seconds}) must be at most "
-                f"SEALDROP_UNFINISHED_UPLOAD_SECONDS ({self.unfinished_upload_seconds:g}): a part "
-                "could still arrive after its upload was removed"
-            )
-        return self
-
     @property
     def trusted_proxy_list(self) -> list[str]:
         """`SEALDROP_TRUSTED_PROXIES` as a list of addresses and networks."""

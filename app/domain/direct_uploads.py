@@ -210,7 +210,9 @@ async def _insert_row(services: Services, row: DirectUpload) -> datetime:
 async def _presign(
     services: Services, direct: S3Direct, key: str, s3_upload_id: str, numbers: list[int]
 ) -> tuple[list[PartUrl], datetime]:
-    expires_in = services.settings.direct_url_seconds
+    settings = services.settings
+    # Never longer than an idle upload lives: no part may arrive after its upload went.
+    expires_in = int(min(settings.direct_url_seconds, settings.unfinished_upload_seconds))
     # The signature's clock is this process's: so is the expiry told to the client.
     expire_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=expires_in)
     signed = await direct.presign_parts(key, s3_upload_id, numbers, expires_in)
