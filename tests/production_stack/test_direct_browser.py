@@ -18,9 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Route
+from playwright.async_api import Browser, Route, expect
 
 from tests.support.browser import PageWatch, chromium
+from tests.support.pages import card, pick_paths
 from tests.support.production import ProductionStack
 from tests.support.stack import file_contains
 
@@ -148,3 +149,32 @@ def test_the_marker_scan_finds_plaintext_put_into_the_bucket(stack: ProductionSt
         assert _folder_holds(_s3_folder(stack), marker) != []
     finally:
         stack.s3.delete_object(Bucket=stack.staging_bucket, Key=key)
+
+
+async def test_the_page_sends_a_large_file_direct_when_discovery_offers_it(
+    stack: ProductionStack, browser: Browser, tmp_path: Path
+) -> None:
+    """Through the form: a 64 MiB file takes the direct path (no tus, no form POST)."""
+    source = tmp_path / "large.bin"
+    source.write_bytes(secrets.token_bytes(64 * 1024 * 1024))
+    context = await browser.new_context()
+    watch = PageWatch(await context.new_page())
+    await watch.attach()
+    page = watch.page
+    paths: list[str] = []
+    page.on("request", lambda request: paths.append(f"{request.method} {request.url}"))
+    await page.goto(f"{stack.base_url}/")
+    await pick_paths(page, [source])
+    await page.click("#upload-button")
+    uploaded = card(page, "large.bin")
+    await expect(uploaded).to_have_attribute("data-state", "ready", timeout=180_000)
+    link = await uploaded.locator("input.share-url").input_value()
+    await context.close()
+    assert watch.problems() == []
+    assert any(p.startswith("POST") and p.endswith("/api/v1/direct-uploads") for p in paths)
+    assert any(p.startswith("PUT " + stack.backends.endpoint_url) for p in paths)
+    assert not any("/api/v1/uploads" in p or p.endswith("/api/v1/links") for p in paths)
+    token = link.rstrip("/").split("/s/")[1].split("/")[0]
+    got = httpx.get(f"{stack.base_url}/d/{token}", timeout=120)
+    assert got.status_code == 200
+    assert got.content == source.read_bytes()
