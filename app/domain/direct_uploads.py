@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crypto import sealing
 from app.crypto.keys import new_data_key, staging_key_context
@@ -289,6 +290,9 @@ async def complete(services: Services, upload_id: str) -> tuple[CreatedLink, str
         raise Conflict("this upload is being completed by another request")
     key = staging_object_key(row.job_id)
     try:
+        # Refused now (revoked, too many live links), the upload stays open for a retry;
+        # the transaction that writes the link checks again.
+        await _check_uploader(services, row)
         try:
             listed = await direct.list_parts(key, row.s3_upload_id)
         except UploadMissing:
@@ -314,6 +318,21 @@ async def complete(services: Services, upload_id: str) -> tuple[CreatedLink, str
         "direct upload completed link=%s size=%d", log_name(token_hash(created.token)), row.size
     )
     return created, row.filename
+
+
+async def _check_uploader(services: Services, row: DirectUpload) -> None:
+    if row.uploader_id is None:
+        return
+    async with transaction(services.sessions, immediate=True) as session:
+        await _hold_uploader(session, row.uploader_id)
+
+
+async def _hold_uploader(session: AsyncSession, uploader_id: str) -> None:
+    """The uploader admitted at creation: still allowed, and within its live links."""
+    found = await session.get(Uploader, uploader_id)
+    if found is None:
+        raise UploaderRefused("uploads by this account were stopped by the operator")
+    await upload_policy.hold_for_link(session, admitted(found))
 
 
 async def _set_state(
@@ -390,11 +409,7 @@ async def _create_rows(services: Services, row: DirectUpload) -> CreatedLink:
         if gone.rowcount != 1:  # type: ignore[attr-defined]
             raise UploadNotFound("this upload expired or was cancelled meanwhile")
         if row.uploader_id is not None:
-            # The uploader admitted at creation: still allowed, and within its live links.
-            found = await session.get(Uploader, row.uploader_id)
-            if found is None:
-                raise UploaderRefused("uploads by this account were stopped by the operator")
-            await upload_policy.hold_for_link(session, admitted(found))
+            await _hold_uploader(session, row.uploader_id)
         await session.execute(
             insert(Link).values(
                 id=link_id,
