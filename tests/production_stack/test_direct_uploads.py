@@ -124,6 +124,27 @@ def test_direct_round_trip_downloads_byte_identical(stack: ProductionStack, tmp_
     assert stack.places_holding(signature.encode()) == []
 
 
+def test_urls_are_presigned_for_the_endpoint_uploaders_reach(
+    stack: ProductionStack, tmp_path: Path
+) -> None:
+    public = stack.backends.endpoint_url.replace("127.0.0.1", "localhost")
+    api = stack.start_api(SEALDROP_DIRECT_ENDPOINT_URL=public)
+    try:
+        path, data = _payload(tmp_path, 100_000)
+        created = direct.create(api.base_url, path.name, len(data))
+        assert all(part["url"].startswith(public + "/") for part in created["parts"])
+        page = httpx.get(api.base_url + "/", timeout=30)
+        assert f"connect-src 'self' {public}" in page.headers["content-security-policy"]
+    finally:
+        api.stop()
+    direct.put_parts(created, path)
+    answer = direct.complete(stack.base_url, created)
+    assert answer.status_code in (201, 202), answer.text
+    link = answer.json()
+    _wait_state(stack, link["token"], "ready")
+    assert _download(link).content == data
+
+
 def test_an_empty_file_goes_up_as_one_part(stack: ProductionStack, tmp_path: Path) -> None:
     path = tmp_path / "empty.txt"
     path.write_bytes(b"")
