@@ -471,7 +471,10 @@ def client_send(args: argparse.Namespace) -> None:
             upload_key=os.environ.get(UPLOAD_KEY_ENV) or None,
         )
         files = [Path(name) for name in args.files]
-        return send(SendRequest(files, args.server, args.via, options, args.json, args.quiet))
+        request = SendRequest(
+            files, args.server, args.via, options, args.json, args.quiet, args.chunk_size
+        )
+        return send(request)
 
     run(go)
 
@@ -495,6 +498,9 @@ def _client_commands(sub: Any) -> None:
         choices=["auto", "put", "tus", "direct"],
         default="auto",
         help="upload path (auto: resumable tus when offered, else one PUT)",
+    )
+    p.add_argument(
+        "--chunk-size", type=_size_arg, metavar="SIZE", help="bytes per tus PATCH (8M, 50M)"
     )
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

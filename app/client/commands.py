@@ -36,6 +36,7 @@ class SendRequest:
     options: SendOptions
     as_json: bool
     quiet: bool
+    chunk_size: int | None = None  # tus PATCH size; the server's advice by default
 
 
 def ask_password(prompt: str = "Link password: ") -> str:
@@ -67,8 +68,14 @@ def upload_one(request: SendRequest, server: str, path: Path, meter: Meter) -> d
     with open_client() as client:
         offer = discover(client, server)
         path_kind = choose(offer, request.via)
-        if path_kind != "put":
-            raise ClientError(f"{path_kind} uploads are not supported by this client yet")
+        if path_kind == "tus":
+            from app.client.tus import tus_upload
+
+            return tus_upload(
+                client, offer, server, path, request.options, meter, chunk_size=request.chunk_size
+            )
+        if path_kind == "direct":
+            raise ClientError("direct uploads are not supported by this client yet")
         return put_upload(client, offer.put_url, path, request.options, meter)
 
 

@@ -36,6 +36,7 @@ class Faults:
     cut_connections: int = 0  # …on this many of the next connections
     flip_down_at: int | None = None  # invert the answer byte at this offset
     down_delay: float = 0.0  # seconds of sleep per piece of the answer
+    up_delay: float = 0.0  # seconds of sleep per piece of the request
     cut_up_after: int | None = None  # close after this many request bytes…
     cut_up_connections: int = 0  # …on this many of the next connections
 
@@ -112,6 +113,8 @@ class TcpProxy:
                     break
                 if len(seen.head) < 4096:
                     seen.head += data[: 4096 - len(seen.head)]
+                if self.faults.up_delay:
+                    time.sleep(self.faults.up_delay)
                 target.sendall(data)
                 seen.sent_up += len(data)
         except OSError:
