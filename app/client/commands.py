@@ -75,7 +75,10 @@ def upload_one(request: SendRequest, server: str, path: Path, meter: Meter) -> d
                 client, offer, server, path, request.options, meter, chunk_size=request.chunk_size
             )
         if path_kind == "direct":
-            raise ClientError("direct uploads are not supported by this client yet")
+            from app.client.direct import direct_upload
+
+            assert offer.direct_url is not None
+            return direct_upload(client, offer.direct_url, server, path, request.options, meter)
         return put_upload(client, offer.put_url, path, request.options, meter)
 
 
