@@ -65,6 +65,9 @@ class Bars:
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=False,
+                # Links go to stdout as they are made, never into the bar on stderr.
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
 
     def __enter__(self) -> Bars:

@@ -8,16 +8,25 @@ URL; `--json` prints one object per file with the link-creation fields.
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from app.client.errors import EXIT_AUTH, EXIT_INTEGRITY, EXIT_NOT_FOUND, EXIT_OK
+from app.client.errors import (
+    EXIT_AUTH,
+    EXIT_INTEGRITY,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_RATE_LIMITED,
+)
 from tests.e2e.clients import curl
 from tests.e2e.payloads import sha256_of, write_payload
 from tests.e2e.sealdrop_client import client_env, sealdrop, start_sealdrop
+from tests.support.shared_stacks import PASSWORD_MAX_FAILURES
 from tests.support.stack import SEALDROP, Stack, wait_until
 from tests.support.tcp_proxy import Faults, tcp_proxy
 
@@ -212,3 +221,62 @@ def test_no_progress_bar_off_a_terminal(stack: Stack, work: Path) -> None:
     )
     assert run.stderr == ""
     assert time.monotonic() - started < 60
+
+
+def test_a_locked_link_exits_rate_limited(stack: Stack, work: Path) -> None:
+    source = _payload(work, size=1000)
+    run = sealdrop(
+        "send", "--password-prompt", str(source), "--server", stack.base_url,
+        state=work.parent / "state", cwd=work, stdin="right\n",
+    )  # fmt: skip
+    wrong = run.lines[0].replace("http://", "http://:wrong@")
+    codes = [
+        sealdrop("get", wrong, state=work.parent / "state", cwd=work, expect_exit=None).exit_code
+        for _ in range(PASSWORD_MAX_FAILURES + 1)
+    ]
+    assert codes[0] == EXIT_AUTH
+    assert codes[-1] == EXIT_RATE_LIMITED
+
+
+def test_the_progress_bar_shows_on_a_terminal_only(stack: Stack, work: Path) -> None:
+    source = _payload(work, size=2 << 20)
+    shown = _stderr_on_a_terminal(work, "send", str(source), "--server", stack.base_url)
+    assert "MiB" in shown
+    assert "report.bin" in shown
+    quiet = _stderr_on_a_terminal(work, "send", "-q", str(source), "--server", stack.base_url)
+    assert quiet == ""
+
+
+def _stderr_on_a_terminal(work: Path, *args: str) -> str:
+    """Run the client with stderr on a pseudo-terminal; what it wrote there."""
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [*SEALDROP, *args],
+            cwd=work,
+            env=client_env(work.parent / "state", COLUMNS="120"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the client closed its end
+                break
+            if not chunk:
+                break
+            output += chunk
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        os.close(primary)
+    assert process.returncode == 0
+    assert stdout.decode().startswith(stack_link_prefix(args))
+    return output.decode(errors="replace")
+
+
+def stack_link_prefix(args: tuple[str, ...]) -> str:
+    """The start of the share link a `send … --server URL` prints."""
+    return args[args.index("--server") + 1] + "/s/"
