@@ -24,6 +24,7 @@ from app.client.errors import (
     EXIT_RATE_LIMITED,
 )
 from tests.e2e.clients import curl
+from tests.e2e.conftest import StackFactory
 from tests.e2e.payloads import sha256_of, write_payload
 from tests.e2e.sealdrop_client import client_env, sealdrop, start_sealdrop
 from tests.support.shared_stacks import PASSWORD_MAX_FAILURES
@@ -280,3 +281,24 @@ def _stderr_on_a_terminal(work: Path, *args: str) -> str:
 def stack_link_prefix(args: tuple[str, ...]) -> str:
     """The start of the share link a `send … --server URL` prints."""
     return args[args.index("--server") + 1] + "/s/"
+
+
+def test_the_upload_key_comes_from_the_environment(make_stack: StackFactory, work: Path) -> None:
+    stack = make_stack(SEALDROP_UPLOAD_POLICY="keys")
+    added = stack.run_cli("uploaders", "add", "alice")
+    assert added.returncode == 0, added.stderr
+    key = added.stdout.strip().splitlines()[-1]
+    source = _payload(work, size=20_000)
+    state = work.parent / "state"
+    refused = sealdrop(
+        "send", str(source), "--server", stack.base_url, state=state, cwd=work,
+        expect_exit=EXIT_AUTH,
+    )  # fmt: skip
+    assert "HTTP 401" in refused.stderr
+    run = sealdrop(
+        "send", str(source), state=state, cwd=work,
+        SEALDROP_SERVER=stack.base_url, SEALDROP_UPLOAD_KEY=key,
+    )  # fmt: skip
+    assert key not in run.stdout + run.stderr
+    _get(work, run.lines[0], "-o", str(work / "copy"))
+    assert (work / "copy").read_bytes() == source.read_bytes()
