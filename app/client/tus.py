@@ -165,14 +165,9 @@ class TusUpload:
             lambda: self.client.get(url, headers={**self.headers, "Accept": "application/json"}),
             self.what,
         )
-        body: Any = None
-        if response.status_code == 200:
-            try:
-                body = json.loads(response.content)
-            except ValueError:
-                body = None
+        body = _link_fields(response) if response.status_code == 200 else None
         headers = last.headers if last is not None else httpx.Headers()
-        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+        if body is None:
             if "sealdrop-link" not in headers:
                 raise fail(response, self.what)
             body = {"url": headers["sealdrop-link"], "size": self.size}
@@ -182,6 +177,21 @@ class TusUpload:
         link.setdefault("expires_at", headers.get("sealdrop-expires-at"))
         link["manage_token"] = headers.get("sealdrop-manage-token", link.get("manage_token"))
         return link
+
+
+def _link_fields(response: httpx.Response) -> dict[str, Any] | None:
+    """The link-creation fields of an upload's JSON state: at its top, or in an object
+    inside it (`{"state": …, "link": {…}}`); None before the upload is complete."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    for candidate in (body, *body.values()):
+        if isinstance(candidate, dict) and isinstance(candidate.get("url"), str):
+            return dict(candidate)
+    return None
 
 
 def tus_upload(
