@@ -171,7 +171,8 @@ async def _purge(services: object) -> None:
         f"purged {report.links_purged} links, failed {report.jobs_failed} dead jobs, "
         f"removed {report.tombstones_removed} tombstones, swept {len(report.objects_swept)} "
         f"objects, aborted {report.uploads_aborted} unfinished uploads, released "
-        f"{report.reservations_released} abandoned reservations"
+        f"{report.reservations_released} abandoned reservations, expired "
+        f"{report.resumable_expired} unfinished resumable uploads"
     )
 
 

@@ -155,3 +155,44 @@ class BlobCorrupted(SealdropError):
 
     status = 500
     message = "the stored file failed its integrity check"
+
+
+class UploadNotFound(SealdropError):
+    """No resumable upload has this id (never created, or removed long ago)."""
+
+    status = 404
+    message = "no such upload"
+
+
+class UploadGone(SealdropError):
+    """The resumable upload was terminated or expired; its bytes are gone."""
+
+    status = 410
+    message = "this upload was terminated or has expired; start a new one"
+
+
+class OffsetMismatch(Conflict):
+    """A PATCH's Upload-Offset is not the offset the server acknowledged."""
+
+    message = "Upload-Offset does not match the upload's offset; ask with HEAD"
+
+
+class ChecksumMismatch(SealdropError):
+    """The body does not match its Upload-Checksum; nothing of it was kept (tus: 460)."""
+
+    status = 460
+    message = "the body does not match its Upload-Checksum; nothing of it was kept"
+
+
+class TusVersionUnsupported(SealdropError):
+    """The request's Tus-Resumable names a version this server does not speak."""
+
+    status = 412
+    message = "this server speaks tus 1.0.0 (Tus-Resumable: 1.0.0)"
+
+
+class UnsupportedMediaType(SealdropError):
+    """A PATCH body that is not `application/offset+octet-stream`."""
+
+    status = 415
+    message = "a PATCH body must be Content-Type: application/offset+octet-stream"

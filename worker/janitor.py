@@ -25,9 +25,11 @@ from app.db.models import (
     JobState,
     Link,
     LinkState,
+    TusState,
+    TusUpload,
 )
 from app.db.session import transaction
-from app.domain import storage_cap
+from app.domain import resumable, staged, storage_cap
 from app.services import Services
 from app.storage.object_keys import (
     BLOBS_PREFIX,
@@ -35,7 +37,6 @@ from app.storage.object_keys import (
     blob_id_of,
     blob_object_key,
     job_id_of,
-    staging_object_key,
 )
 from worker import queue
 
@@ -50,6 +51,7 @@ class Report:
     """What one janitor pass did (for logs and tests)."""
 
     jobs_failed: int = 0
+    resumable_expired: int = 0
     links_purged: int = 0
     tombstones_removed: int = 0
     objects_swept: list[str] = field(default_factory=list)
@@ -62,13 +64,14 @@ async def run_once(services: Services) -> Report:
     """One full pass; returns what it did."""
     report = Report()
     report.jobs_failed = await fail_exhausted_jobs(services)
+    report.resumable_expired = await resumable.expire(services)
     report.links_purged = await purge_links(services)
     report.tombstones_removed = await remove_old_tombstones(services)
     report.objects_swept = await sweep_orphans(services)
     report.uploads_aborted = await abort_stale_uploads(services)
     report.reservations_released = await storage_cap.release_abandoned(services)
     report.stored_bytes_drift = await storage_cap.recount(services)
-    done = (report.jobs_failed, report.links_purged, report.objects_swept)
+    done = (report.jobs_failed, report.resumable_expired, report.links_purged, report.objects_swept)
     if any((*done, report.reservations_released, report.stored_bytes_drift)):
         log.info("janitor: %s", report)
     return report
@@ -83,7 +86,7 @@ async def fail_exhausted_jobs(services: Services) -> int:
             continue
         failed += 1
         await _delete_attempt(services, job.attempt_blob_id, job.attempt_upload_id)
-        await services.staging.delete(staging_object_key(job.id))
+        await staged.delete_staged(services, job.id, job.staging_pieces)
         await services.notifier.link_settled(job.link_id)
     return failed
 
@@ -149,7 +152,7 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
             await session.execute(
                 delete(Job)
                 .where(Job.link_id == link_id, Job.state.in_(LIVE_JOB_STATES))
-                .returning(Job.id, Job.attempt_blob_id, Job.attempt_upload_id)
+                .returning(Job.id, Job.attempt_blob_id, Job.attempt_upload_id, Job.staging_pieces)
             )
         ).all()
         for job in jobs:
@@ -164,7 +167,7 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
         await services.blobs.delete(blob_object_key(blob_id))
     for job in jobs:
         await _delete_attempt(services, job.attempt_blob_id, job.attempt_upload_id)
-        await services.staging.delete(staging_object_key(job.id))
+        await staged.delete_staged(services, job.id, job.staging_pieces)
     return True
 
 
@@ -212,7 +215,14 @@ async def _blob_object_known(services: Services, key: str) -> bool:
 async def _job_uses_staging(services: Services, job_id: str) -> bool:
     async with services.sessions() as session:
         found = await session.scalar(
-            select(exists().where(Job.id == job_id, Job.state.in_(LIVE_JOB_STATES)))
+            select(
+                or_(
+                    exists().where(Job.id == job_id, Job.state.in_(LIVE_JOB_STATES)),
+                    # An open resumable upload's pieces (it expires before the sweep age,
+                    # and removes them itself then).
+                    exists().where(TusUpload.id == job_id, TusUpload.state == TusState.OPEN),
+                )
+            )
         )
     return bool(found)
 

@@ -43,6 +43,9 @@ class ClaimedJob:
     # The link has no SHA-256 yet (the API never saw the plaintext, or saw it across
     # several requests): the worker computes it while resealing.
     needs_digest: bool = False
+    # A resumable upload's staged pieces, in order (JSON, `app.storage.object_keys`);
+    # None: one staged object.
+    staging_pieces: str | None = None
     # Another job was claimable when this one was taken: claim again without a wake-up.
     more: bool = False
 
@@ -69,6 +72,7 @@ class ExhaustedJob:
     attempts: int
     attempt_blob_id: str | None
     attempt_upload_id: str | None
+    staging_pieces: str | None = None
 
 
 def _abandoned() -> ColumnElement[bool]:
@@ -132,7 +136,13 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
                     attempt_upload_id=None,
                     updated_at=db_now(),
                 )
-                .returning(Job.attempts, Job.link_id, Job.staging_key_id, Job.staging_wrapped_key)
+                .returning(
+                    Job.attempts,
+                    Job.link_id,
+                    Job.staging_key_id,
+                    Job.staging_wrapped_key,
+                    Job.staging_pieces,
+                )
             )
         ).first()
         if claimed is None:
@@ -160,6 +170,7 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         previous_blob_id=candidate.attempt_blob_id,
         previous_upload_id=candidate.attempt_upload_id,
         needs_digest=link.sha256 is None,
+        staging_pieces=claimed.staging_pieces,
         more=more,
     )
 
@@ -274,7 +285,12 @@ async def exhausted(services: Services, limit: int) -> list[ExhaustedJob]:
         rows = (
             await session.execute(
                 select(
-                    Job.id, Job.link_id, Job.attempts, Job.attempt_blob_id, Job.attempt_upload_id
+                    Job.id,
+                    Job.link_id,
+                    Job.attempts,
+                    Job.attempt_blob_id,
+                    Job.attempt_upload_id,
+                    Job.staging_pieces,
                 )
                 .where(_exhausted(services.settings.job_max_attempts))
                 .limit(limit)

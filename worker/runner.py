@@ -14,10 +14,9 @@ import socket
 from contextlib import suppress
 
 from app.crypto.tokens import new_id
-from app.domain import storage_cap
+from app.domain import staged, storage_cap
 from app.infra import metrics
 from app.services import Services
-from app.storage.object_keys import staging_object_key
 from worker import janitor, queue, seal
 from worker.queue import ClaimedJob
 
@@ -149,7 +148,7 @@ class Worker:
             log.info("job %s sealed (attempt %d)", job.id, job.attempt)
             # The waiting uploader hears first; removing the staged copy is not its business.
             await services.notifier.link_settled(job.link_id)
-            await services.staging.delete(staging_object_key(job.id))
+            await staged.delete_staged(services, job.id, job.staging_pieces)
         else:
             log.warning("job %s: commit refused (link deleted or lease lost)", job.id)
 
@@ -191,7 +190,7 @@ class Worker:
     async def _give_up(self, job: ClaimedJob, error: str) -> None:
         log.error("job %s failed for good: %s", job.id, error)
         if await queue.fail(self.services, job, error):
-            await self.services.staging.delete(staging_object_key(job.id))
+            await staged.delete_staged(self.services, job.id, job.staging_pieces)
             await self.services.notifier.link_settled(job.link_id)
 
     async def _queue_depth_loop(self) -> None:

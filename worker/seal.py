@@ -7,6 +7,8 @@ one-time staging key, its index and last-segment flag in the nonce), so the plai
 exactly, and completely, what the API sealed and hashed: the SHA-256 it recorded is not
 computed a second time (docs/architecture.md says why). Only when the link has none (an
 upload the API received over several requests, or never saw) is it computed here. A
+resumable upload is staged as pieces, each a v1 object of its own under the one staging
+key: they are opened in order, each against its own header, and resealed as one stream. A
 segment that fails, or a staged object of the wrong length, is permanent (retrying would
 read the same bytes).
 """
@@ -19,7 +21,12 @@ from app.crypto import sealing
 from app.crypto.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
 from app.services import Services
 from app.storage.base import ObjectMissing, ObjectWriter
-from app.storage.object_keys import blob_object_key, staging_object_key
+from app.storage.object_keys import (
+    blob_object_key,
+    load_pieces,
+    piece_object_key,
+    staging_object_key,
+)
 from worker import queue
 from worker.queue import ClaimedJob, SealedBlob
 
@@ -41,8 +48,7 @@ async def clean_previous_attempt(services: Services, job: ClaimedJob) -> None:
 async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
     """Reseal the job's staged upload into its blob; the object is committed on return."""
     staging_key = _staging_key(services, job)
-    header = await _read_staging_header(services, job)
-    opener = _opener(staging_key, header, job.size)
+    sources = _staged_sources(job)
     data_key = new_data_key()
     key_id, wrapped = services.keys.wrap(data_key, data_key_context(job.blob_id))
     sealer = sealing.SegmentSealer(
@@ -56,7 +62,12 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
         if not await queue.record_upload_id(services, job, writer.upload_id):
             raise LeaseLost()
         digest = hashlib.sha256() if job.needs_digest else None
-        await _reseal(services, job, opener, sealer, writer, digest)
+        await writer.write(sealer.header)
+        for key, size in sources:
+            header = await _read_staging_header(services, key)
+            opener = _opener(staging_key, header, size)
+            await _reseal(services, key, opener, sealer, writer, digest)
+        await writer.write(sealer.finish())
         await writer.commit()
     except BaseException:
         await writer.abort()
@@ -84,9 +95,19 @@ def _staging_key(services: Services, job: ClaimedJob) -> bytes:
         raise PermanentFailure(f"staging key cannot be unwrapped: {error}") from None
 
 
-async def _read_staging_header(services: Services, job: ClaimedJob) -> bytes:
+def _staged_sources(job: ClaimedJob) -> list[tuple[str, int]]:
+    """The staged objects to read in order, each with its plaintext size: the upload's one
+    object, or a resumable upload's pieces (each a v1 object under the staging key)."""
+    pieces = load_pieces(job.staging_pieces)
+    if pieces is None:
+        return [(staging_object_key(job.id), job.size)]
+    if sum(size for _, size in pieces) != job.size:
+        raise PermanentFailure("the staged pieces do not add up to the upload's size")
+    return [(piece_object_key(job.id, piece_id), size) for piece_id, size in pieces]
+
+
+async def _read_staging_header(services: Services, key: str) -> bytes:
     try:
-        key = staging_object_key(job.id)
         chunks = [bytes(c) async for c in services.staging.stream(key, 0, 16)]
     except ObjectMissing:
         raise PermanentFailure("the staged upload is missing") from None
@@ -102,19 +123,18 @@ def _opener(staging_key: bytes, header: bytes, size: int) -> sealing.SegmentOpen
 
 async def _reseal(
     services: Services,
-    job: ClaimedJob,
+    key: str,
     opener: sealing.SegmentOpener,
     sealer: sealing.SegmentSealer,
     writer: ObjectWriter,
     digest: hashlib._Hash | None,
 ) -> None:
     layout = opener.layout
-    await writer.write(sealer.header)
     # Each staged segment is opened before the next is asked for (`stream`: read in place
     # from memory, or one ahead from S3); the plaintext and the sealed segment each live in
     # one reused buffer, so no size of file allocates more.
     chunks = services.staging.stream(
-        staging_object_key(job.id),
+        key,
         sealing.HEADER_SIZE,
         layout.ciphertext_size - sealing.HEADER_SIZE,
         chunk_size=layout.segment_size + sealing.TAG_SIZE,
@@ -137,4 +157,3 @@ async def _reseal(
         await chunks.aclose()
     if index != layout.segment_count:
         raise PermanentFailure("the staged upload is shorter than recorded")
-    await writer.write(sealer.finish())

@@ -6,6 +6,7 @@ only SHA-256 of the token's ASCII string; logs and metrics see only a short hash
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -23,6 +24,14 @@ def new_token() -> str:
 def new_id() -> str:
     """A fresh random row/object id: 22 base64url characters."""
     return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def derived_token(secret: str, purpose: str) -> str:
+    """A token that only the holder of `secret` (itself a token) can compute: the link of a
+    resumable upload is its URL's id so derived, so that whoever holds the upload URL can
+    learn its link again, and nobody else (the database keeps neither)."""
+    mac = hmac.new(secret.encode("ascii"), purpose.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:TOKEN_BYTES]).rstrip(b"=").decode("ascii")
 
 
 def is_token_shaped(token: str) -> bool:

@@ -166,6 +166,9 @@ class Job(Base):
     attempt_upload_id: Mapped[str | None] = mapped_column(Text)
     staging_key_id: Mapped[str | None] = mapped_column(String(64))
     staging_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(60))
+    # A resumable upload's staged pieces, in order (JSON `[[piece id, size], …]`, each
+    # `staging/<job id>.<piece id>`); null: one object, `staging/<job id>`.
+    staging_pieces: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now(), onupdate=db_now())
@@ -228,3 +231,52 @@ class StorageReservation(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     in_flight: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+
+
+class TusState(StrEnum):
+    """Where a resumable upload is: receiving bytes, or complete (its link and job exist)."""
+
+    OPEN = "open"
+    COMPLETE = "complete"
+
+
+class TusUpload(Base):
+    """A resumable (tus) upload: what it has acknowledged, where its pieces are, and the
+    link options it was created with. The upload URL's id is stored only as its SHA-256.
+
+    `id` is also the id of the job it becomes (`staging/<id>.<piece id>`), and of its
+    storage reservation. The staging key lives here, wrapped, until the job takes it.
+    """
+
+    __tablename__ = "tus_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    state: Mapped[TusState] = mapped_column(StateString(TusState), default=TusState.OPEN)
+    length: Mapped[int] = mapped_column(BigInteger)
+    # The acknowledged offset (tus `Upload-Offset`): bytes sealed into committed pieces.
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    pieces: Mapped[str] = mapped_column(Text, default="[]")
+    staging_key_id: Mapped[str | None] = mapped_column(String(64))
+    staging_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(60))
+    # The client's Upload-Metadata, as sent (HEAD answers it back).
+    upload_metadata: Mapped[str | None] = mapped_column("metadata", Text)
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(255))
+    ttl_seconds: Mapped[int] = mapped_column(Integer)
+    max_ttl_seconds: Mapped[int] = mapped_column(Integer)
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    uploader_id: Mapped[str | None] = mapped_column(ForeignKey("uploaders.id", ondelete="SET NULL"))
+    # The day whose quota the upload's bytes were taken from (given back if it never ends).
+    quota_day: Mapped[date | None] = mapped_column(Date)
+    link_id: Mapped[str | None] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+    # The latest it may finish: `max_upload_seconds` after its creation.
+    deadline_at: Mapped[datetime] = mapped_column(Timestamp)
+    # An open upload is removed past this: no byte for `unfinished_upload_seconds`, or
+    # `max_upload_seconds` after its creation, whichever comes first.
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_tus_uploads_state_expires_at", "state", "expires_at"),)

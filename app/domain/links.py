@@ -17,7 +17,7 @@ from app.crypto.tokens import is_token_shaped, log_name, same_hash, token_hash
 from app.db.clock import as_utc, db_now
 from app.db.models import ENDED_LINK_STATES, LIVE_JOB_STATES, Blob, Job, Link, LinkState
 from app.db.session import transaction
-from app.domain import storage_cap
+from app.domain import staged, storage_cap
 from app.errors import (
     Forbidden,
     LinkGone,
@@ -244,6 +244,7 @@ async def after_delete(services: Services, hashed: bytes, cancelled: list[str]) 
     link: only negative answers are cached, and the row says `deleted` now)."""
     for job_id in cancelled:
         await services.staging.delete(staging_object_key(job_id))
+        await staged.delete_pieces(services, job_id)  # a resumable upload's
     await services.cache.put(hashed, 410)
 
 

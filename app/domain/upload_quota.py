@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crypto import sealing
 from app.db.models import UploaderUsage
@@ -55,6 +56,11 @@ class Allowance:
                 f"this upload would pass your daily quota of {limit} bytes; "
                 "it renews at midnight UTC",
             )
+
+    @property
+    def day(self) -> date | None:
+        """The day whose quota the reserved bytes were taken from (None: nothing taken)."""
+        return self._day
 
     def metered(self, body: AsyncIterator[sealing.Buffer]) -> AsyncIterator[sealing.Buffer]:
         """`body`, each chunk reserved before it passes, held to the uploader's file size
@@ -138,3 +144,14 @@ async def allowance(
         await asyncio.shield(held.give_back(0))
         raise
     await asyncio.shield(held.give_back(held.used))
+
+
+async def give_back_day(session: AsyncSession, uploader_id: str, day: date, amount: int) -> None:
+    """In the caller's transaction: return `amount` bytes to an uploader's quota of `day`
+    (a resumable upload that never finished gives back what it reserved)."""
+    if amount > 0:
+        await session.execute(
+            update(UploaderUsage)
+            .where(UploaderUsage.uploader_id == uploader_id, UploaderUsage.day == day)
+            .values(bytes=UploaderUsage.bytes - amount)
+        )

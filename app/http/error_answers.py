@@ -32,6 +32,7 @@ from app.errors import (
     UploadTimedOut,
 )
 from app.http.requests import wants_json
+from app.http.tus import TUS_PATH, TUS_VERSION
 from app.storage.base import ObjectMissing, StorageError
 
 log = logging.getLogger("sealdrop.api")
@@ -95,6 +96,8 @@ def _headers_for(request: Request, error: SealdropError) -> dict[str, str]:
         headers["Sealdrop-State"] = LinkState.PENDING
     if isinstance(error, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{error.size}"
+    if _path(request).startswith(TUS_PATH):
+        headers["Tus-Resumable"] = TUS_VERSION  # tus: on every answer but OPTIONS
     if isinstance(error, UploadTimedOut):
         # The rest of the body may never come: the connection cannot carry another request.
         headers["Connection"] = "close"

@@ -1,11 +1,13 @@
-"""The object keys Sealdrop writes: `staging/<job id>` and `blobs/<blob id>`, built and
-read back in this one place.
+"""The object keys Sealdrop writes: `staging/<job id>`, `staging/<job id>.<piece id>` (the
+pieces of a resumable upload) and `blobs/<blob id>`, built and read back in this one place.
 
 The prefixes are a stored contract: objects already written live under them, and
 `sealdrop storage init` scopes the staging bucket's expiry rule to `STAGING_PREFIX`.
 """
 
 from __future__ import annotations
+
+import json
 
 STAGING_PREFIX = "staging/"
 BLOBS_PREFIX = "blobs/"
@@ -16,14 +18,45 @@ def staging_object_key(job_id: str) -> str:
     return STAGING_PREFIX + job_id
 
 
+def piece_object_key(job_id: str, piece_id: str) -> str:
+    """Where one piece of job `job_id`'s resumable upload is staged (ids hold no `.`)."""
+    return f"{STAGING_PREFIX}{job_id}.{piece_id}"
+
+
+def piece_prefix(job_id: str) -> str:
+    """The prefix shared by every piece of job `job_id`, and by nothing else."""
+    return f"{STAGING_PREFIX}{job_id}."
+
+
+def dump_pieces(pieces: list[tuple[str, int]]) -> str:
+    """A job's pieces as stored in its row: JSON `[[piece id, plaintext size], …]`."""
+    return json.dumps([[piece_id, size] for piece_id, size in pieces], separators=(",", ":"))
+
+
+def load_pieces(text: str | None) -> list[tuple[str, int]] | None:
+    """The pieces stored in a row, in order; None for a job staged as one object."""
+    if text is None:
+        return None
+    return [(str(piece_id), int(size)) for piece_id, size in json.loads(text)]
+
+
+def staged_object_keys(job_id: str, pieces: str | None) -> list[str]:
+    """Every object a job's upload was staged as: its pieces, or its one object."""
+    loaded = load_pieces(pieces)
+    if loaded is None:
+        return [staging_object_key(job_id)]
+    return [piece_object_key(job_id, piece_id) for piece_id, _ in loaded]
+
+
 def blob_object_key(blob_id: str) -> str:
     """Where blob `blob_id` is stored (the same id as its `blobs` row)."""
     return BLOBS_PREFIX + blob_id
 
 
 def job_id_of(key: str) -> str | None:
-    """The job id of a staging key, or None if `key` is not one."""
-    return _id_after(STAGING_PREFIX, key)
+    """The job id of a staging key (or of one of its pieces), or None if `key` is not one."""
+    found = _id_after(STAGING_PREFIX, key)
+    return found.partition(".")[0] or None if found else None
 
 
 def blob_id_of(key: str) -> str | None:

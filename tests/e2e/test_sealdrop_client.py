@@ -29,7 +29,7 @@ from tests.e2e.payloads import sha256_of, write_payload
 from tests.e2e.sealdrop_client import client_env, sealdrop, start_sealdrop
 from tests.support.shared_stacks import PASSWORD_MAX_FAILURES
 from tests.support.stack import SEALDROP, Stack, wait_until
-from tests.support.tcp_proxy import Faults, tcp_proxy
+from tests.support.fault_proxy import Faults, fault_proxy
 
 SIZE = 3 * (1 << 20) + 4321
 LINK_FIELDS = {
@@ -156,7 +156,7 @@ def test_unknown_and_deleted_links_exit_not_found(stack: Stack, work: Path) -> N
 def test_a_broken_download_resumes_with_range_in_the_same_run(stack: Stack, work: Path) -> None:
     source = _payload(work)
     link = _send(stack, work, str(source))
-    with tcp_proxy(stack.base_url, Faults(cut_down_after=SIZE // 2, cut_connections=2)) as proxy:
+    with fault_proxy(stack.base_url, Faults(cut_down_after=SIZE // 2, cut_connections=2)) as proxy:
         # HEAD and the first GET run on one connection, cut half-way; then a second cut.
         proxied = link.replace(stack.base_url, proxy.url)
         _get(work, proxied, "-o", str(work / "copy"))
@@ -171,7 +171,7 @@ def test_a_killed_download_resumes_in_the_next_run(stack: Stack, work: Path) -> 
     link = _send(stack, work, str(source))
     target = work / "copy"
     part = work / "copy.part"
-    with tcp_proxy(stack.base_url, Faults(down_delay=0.02)) as proxy:
+    with fault_proxy(stack.base_url, Faults(down_delay=0.02)) as proxy:
         proxied = link.replace(stack.base_url, proxy.url)
         process = start_sealdrop(
             "get", proxied, "-o", str(target), state=work.parent / "state", cwd=work
@@ -202,7 +202,7 @@ def test_a_corrupted_download_is_refused_and_nothing_is_kept(stack: Stack, work:
     link = _send(stack, work, str(source))
     # One connection carries the HEAD (a few hundred bytes) and the GET: byte 1 MB of that
     # stream is in the file's body.
-    with tcp_proxy(stack.base_url, Faults(flip_down_at=1_000_000)) as proxy:
+    with fault_proxy(stack.base_url, Faults(flip_down_at=1_000_000)) as proxy:
         proxied = link.replace(stack.base_url, proxy.url)
         error = _get(work, proxied, "-o", str(work / "copy"), expect_exit=EXIT_INTEGRITY)
         piped = sealdrop(

@@ -466,6 +466,13 @@ class ProductionStack(Stack):
         """Store `data` under `key`, replacing what was there."""
         self.s3.put_object(Bucket=self.bucket_of(key), Key=key, Body=data)
 
+    def start_unfinished_write(self, key: str, data: bytes) -> None:
+        """Begin a multipart upload of `key` with one part and leave it unfinished, as a
+        process killed in the middle of writing it would."""
+        bucket = self.bucket_of(key)
+        upload_id = self.s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        self.s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=data)
+
     def list_objects(self, prefix: str = "") -> list[str]:
         """Keys of every object under `prefix`, in both buckets, sorted."""
         s3 = self.s3

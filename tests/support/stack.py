@@ -311,6 +311,16 @@ class Stack(ABC):
 
         self._with_store(key, write)
 
+    def start_unfinished_write(self, key: str, data: bytes) -> None:
+        """Begin writing `key` and leave the write unfinished, as a process killed in the
+        middle of it would (a temporary file, or an S3 multipart upload)."""
+
+        async def begin(store: ObjectStore) -> None:
+            writer = await store.open_writer(key, size_hint=None)
+            await writer.write(data)
+
+        self._with_store(key, begin)
+
     def list_objects(self, prefix: str = "") -> list[str]:
         """Keys of every committed object under `prefix`, in both stores, sorted."""
 
