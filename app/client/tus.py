@@ -22,15 +22,16 @@ from urllib.parse import urljoin
 import httpx
 
 from app.client.discovery import Offer
-from app.client.errors import EXIT_NETWORK, ClientError
+from app.client.errors import EXIT_NETWORK, EXIT_UNAVAILABLE, ClientError
 from app.client.http import RETRIES, backoff, describe, fail, with_retries
 from app.client.progress import Meter
-from app.client.put import CHUNK, SendOptions, auth_headers, file_chunks
+from app.client.put import CHUNK, LINK_FIELDS, SendOptions, auth_headers, file_chunks
 from app.client.state import Transfers, transfer_key
 
 TUS = {"Tus-Resumable": "1.0.0"}
 CHECKSUM_MISMATCH = 460
 GONE = (403, 404, 410)
+SETTLE_SECONDS = 30.0  # as long as a PUT waits for sealing by default
 
 
 class UploadGone(Exception):
@@ -160,23 +161,39 @@ class TusUpload:
 
     def link(self, url: str, last: httpx.Response | None) -> dict[str, Any]:
         """The link of a completed upload: the upload's JSON state, with the manage token
-        of the completing answer (absent when that answer was lost)."""
-        response = with_retries(
-            lambda: self.client.get(url, headers={**self.headers, "Accept": "application/json"}),
-            self.what,
-        )
-        body = _link_fields(response) if response.status_code == 200 else None
+        of the completing answer (absent when that answer was lost).
+
+        Like a PUT, it waits (up to `SETTLE_SECONDS`) for the link to be sealed, so that
+        what it prints is ready to share and carries the file's SHA-256.
+        """
         headers = last.headers if last is not None else httpx.Headers()
+        deadline = time.monotonic() + SETTLE_SECONDS
+        wait = 0.1
+        while True:
+            response = self._state(url)
+            body = _link_fields(response) if response.status_code == 200 else None
+            if body is None or body.get("state") != "pending" or time.monotonic() > deadline:
+                break
+            self.sleep(wait)
+            wait = min(wait * 2, 1.0)
         if body is None:
             if "sealdrop-link" not in headers:
                 raise fail(response, self.what)
             body = {"url": headers["sealdrop-link"], "size": self.size}
-        link = {**body}
+        if body.get("state") == "failed":
+            raise ClientError(f"{self.what}: the server could not seal the file", EXIT_UNAVAILABLE)
+        link = {key: body.get(key) for key in (*LINK_FIELDS, "sha256") if key in body}
         link.setdefault("token", link["url"].rstrip("/").rpartition("/")[2])
         link.setdefault("download_url", headers.get("sealdrop-download-url"))
         link.setdefault("expires_at", headers.get("sealdrop-expires-at"))
-        link["manage_token"] = headers.get("sealdrop-manage-token", link.get("manage_token"))
+        link["manage_token"] = headers.get("sealdrop-manage-token")
         return link
+
+    def _state(self, url: str) -> httpx.Response:
+        return with_retries(
+            lambda: self.client.get(url, headers={**self.headers, "Accept": "application/json"}),
+            self.what,
+        )
 
 
 def _link_fields(response: httpx.Response) -> dict[str, Any] | None:

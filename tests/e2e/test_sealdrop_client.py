@@ -27,9 +27,9 @@ from tests.e2e.clients import curl
 from tests.e2e.conftest import StackFactory
 from tests.e2e.payloads import sha256_of, write_payload
 from tests.e2e.sealdrop_client import client_env, sealdrop, start_sealdrop
+from tests.support.fault_proxy import Faults, fault_proxy
 from tests.support.shared_stacks import PASSWORD_MAX_FAILURES
 from tests.support.stack import SEALDROP, Stack, wait_until
-from tests.support.fault_proxy import Faults, fault_proxy
 
 SIZE = 3 * (1 << 20) + 4321
 LINK_FIELDS = {
