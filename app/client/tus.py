@@ -182,10 +182,11 @@ class TusUpload:
             body = {"url": headers["sealdrop-link"], "size": self.size}
         if body.get("state") == "failed":
             raise ClientError(f"{self.what}: the server could not seal the file", EXIT_UNAVAILABLE)
-        link = {key: body.get(key) for key in (*LINK_FIELDS, "sha256") if key in body}
-        link.setdefault("token", link["url"].rstrip("/").rpartition("/")[2])
-        link.setdefault("download_url", headers.get("sealdrop-download-url"))
-        link.setdefault("expires_at", headers.get("sealdrop-expires-at"))
+        link: dict[str, Any] = {key: body.get(key) for key in (*LINK_FIELDS, "sha256")}
+        link["token"] = link["token"] or str(link["url"]).rstrip("/").rpartition("/")[2]
+        link["download_url"] = link["download_url"] or headers.get("sealdrop-download-url")
+        link["expires_at"] = link["expires_at"] or headers.get("sealdrop-expires-at")
+        link["size"] = self.size if link["size"] is None else link["size"]
         link["manage_token"] = headers.get("sealdrop-manage-token")
         return link
 
