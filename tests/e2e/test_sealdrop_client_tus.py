@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,8 @@ def test_a_killed_send_resumes_without_resending_acknowledged_bytes(
             process.communicate(timeout=10)
         acknowledged = _offset(stack, url)
         assert 0 < acknowledged < SIZE
+        # The upload URL is a capability: the state file is the user's alone.
+        assert stat.S_IMODE((_state(work) / "sealdrop" / "transfers.json").stat().st_mode) == 0o600
         proxy.faults.up_delay = 0.0
         before = proxy.sent_up()
         run = sealdrop(*args, state=_state(work), cwd=work)
