@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from app.client.errors import EXIT_REFUSED
 from tests.e2e.clients import curl
 from tests.e2e.payloads import write_payload
 from tests.e2e.sealdrop_client import sealdrop, start_sealdrop
 from tests.support.fault_proxy import Faults, fault_proxy
+from tests.support.shared_stacks import SMALL_UPLOAD_LIMIT
 from tests.support.stack import Stack, wait_until
 
 SIZE = 6 * (1 << 20) + 777
@@ -118,3 +120,22 @@ def test_a_connection_cut_mid_patch_is_resumed_in_the_same_run(stack: Stack, wor
     assert sent <= SIZE + (1 << 20) + OVERHEAD  # at most the broken chunk again
     link = run.lines[0].replace(proxy.url, stack.base_url)
     assert _fetch(stack, work, link, "copy") == source.read_bytes()
+
+
+@pytest.mark.parametrize("via", ["auto", "put"])
+def test_a_file_over_the_limit_is_refused_before_its_bytes(
+    stack: Stack, work: Path, via: str
+) -> None:
+    source = work / "huge.bin"
+    write_payload(source, SMALL_UPLOAD_LIMIT + 1)
+    with fault_proxy(stack.base_url) as proxy:
+        run = sealdrop(
+            "send", "--via", via, str(source), "--server", proxy.url,
+            state=_state(work), cwd=work, expect_exit=EXIT_REFUSED,
+        )  # fmt: skip
+        sent = proxy.sent_up()
+    assert run.stderr.startswith("sealdrop: upload of huge.bin: HTTP 413: ")
+    assert run.stdout == ""
+    assert _stored_uploads(work) == []
+    if via == "auto":  # tus asks first; a PUT may have sent some of its body before the 413
+        assert sent < 64 * 1024
