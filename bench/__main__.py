@@ -34,6 +34,7 @@ EMBEDDED_RATIOS = [
     Ratio("GET range", "nginx GET range", 0.75),
     Ratio("PUT → ready", "nginx PUT", 0.30),
     Ratio("POST form → ready", "PUT → ready", 0.9),
+    Ratio("tus → ready", "PUT → ready", 0.9),
     Ratio("unknown token, cache warm", "GET /healthz", 0.5),
     Ratio("unknown token, cache warm", "unknown token, cache off", 3.0),
 ]
@@ -41,7 +42,9 @@ PRODUCTION_RATIOS = [
     Ratio("GET", "S3 GET", None),
     Ratio("GET range", "S3 GET range", None),
     Ratio("PUT → ready", "S3 PUT", None),
+    Ratio("direct → ready", "PUT → ready", None),
     Ratio("POST form → ready", "PUT → ready", 0.9),
+    Ratio("tus → ready", "PUT → ready", 0.9),
     Ratio("unknown token, cache warm", "GET /healthz", 0.5),
     Ratio("unknown token, cache warm", "unknown token, cache off", 3.0),
 ]
@@ -59,6 +62,19 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="measured rounds")
     parser.add_argument("--modes", help="embedded,production (default: full both, quick embedded)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 5 GiB memory case")
+    parser.add_argument(
+        "--tus-big-mib", type=int, default=2048, help="size of the resumable memory case"
+    )
+    parser.add_argument(
+        "--only-tus",
+        action="store_true",
+        help="only PUT → ready and tus → ready (and, embedded, the resumable memory case)",
+    )
+    parser.add_argument(
+        "--only-uploads",
+        action="store_true",
+        help="production: only PUT → ready and direct → ready (and S3 PUT)",
+    )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
     options = parser.parse_args()
@@ -69,7 +85,7 @@ def _options() -> argparse.Namespace:
     options.modes = (
         options.modes or ("embedded" if options.quick else "embedded,production")
     ).split(",")
-    options.big = not (options.quick or options.skip_big)
+    options.big = not (options.quick or options.skip_big or options.only_tus)
     options.json = options.json or Path(
         "bench/results-quick.json" if options.quick else "bench/results.json"
     )
@@ -94,11 +110,14 @@ def _rounds(results: Results, runs: list[Callable[[], Sample]], count: int, stac
 def _sealdrop_runs(
     sealdrop: SealdropCases, options: argparse.Namespace
 ) -> list[Callable[[], Sample]]:
+    if options.only_tus:
+        return [sealdrop.upload, sealdrop.upload_tus]
     return [
         sealdrop.download,
         sealdrop.download_range,
         sealdrop.upload,
         sealdrop.upload_form,
+        sealdrop.upload_tus,
         lambda: sealdrop.small_latency(options.small_count),
         lambda: sealdrop.trivial_rps(options.load_seconds),
         lambda: sealdrop.unknown_rps(options.load_seconds, cache=True),
@@ -128,6 +147,8 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
             lambda: bench_cases.aes_gcm(files.size),
             *_sealdrop_runs(sealdrop, options),
         ]
+        if options.only_tus:
+            runs = _sealdrop_runs(sealdrop, options)
         print(f"embedded: {options.rounds} rounds of {len(runs)} cases", flush=True)
         _rounds(results, runs, options.rounds, stack)
     finally:
@@ -135,6 +156,8 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
             server.stop()
     if options.big:
         results.extra.extend(run_big_file(BIG_FILE))
+    if options.big or options.only_tus:
+        results.extra.append(run_big_tus(options.tus_big_mib << 20))
     return results
 
 
@@ -156,6 +179,30 @@ def run_big_file(size: int) -> list[Sample]:
         upload = sealdrop.upload_and_keep("PUT 5 GiB → ready")
         download = sealdrop.download("GET 5 GiB")
         return [upload, download]
+    finally:
+        stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(source.parent, ignore_errors=True)
+
+
+def run_big_tus(size: int) -> Sample:
+    """A `size`-byte resumable upload in 50 MiB PATCHes, for the API's peak memory (data on
+    disk; the source and its chunks sparse, so the client takes no memory)."""
+    work = Path(tempfile.mkdtemp(prefix="sealdrop-bench-tus-", dir=DISK))
+    source = Path(tempfile.mkdtemp(prefix="sealdrop-bench-tus-src-", dir=TMPFS)) / "big.bin"
+    with source.open("wb") as out:
+        out.truncate(size)
+    stack = Embedded(work)
+    try:
+        stack.start()
+        small = work / "small.bin"
+        small.write_bytes(b"warm-up\n")
+        sealdrop = SealdropCases(stack, Files(source, small, size), work, cache_off=stack)
+        print(f"resumable memory case: {size >> 20} MiB on disk", flush=True)
+        sealdrop.warm_up()
+        # Once before, so that every code path is loaded: the measured peak is the upload's.
+        sealdrop.upload_tus("tus → ready")
+        return sealdrop.upload_tus(f"tus {size >> 20} MiB → ready")
     finally:
         stack.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -195,7 +242,12 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
                 references.get_range,
                 references.put,
                 *_sealdrop_runs(sealdrop, options),
+                sealdrop.upload_direct,
             ]
+            if options.only_tus:
+                runs = _sealdrop_runs(sealdrop, options)
+            if options.only_uploads:
+                runs = [references.put, sealdrop.upload, sealdrop.upload_direct]
             print(f"production: {options.rounds} rounds of {len(runs)} cases", flush=True)
             _rounds(results, runs, options.rounds, stack)
             references.cleanup()

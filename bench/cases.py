@@ -26,6 +26,8 @@ from bench.system import Probe, Usage, warm_memory
 MB = 1_000_000
 GIB = 1 << 30
 UNKNOWN_TOKEN = "bench-unknown-token-0000000000"
+# What a tus client sends per PATCH: the chunk size `GET /api/v1/` advises.
+TUS_CHUNK = 50 * 1024 * 1024
 
 
 @dataclass
@@ -135,6 +137,28 @@ def make_files(folder: Path, size: int) -> Files:
     return Files(big, small, size)
 
 
+def split_file(source: Path, folder: Path, chunk: int = TUS_CHUNK) -> list[Path]:
+    """Cut `source` into files of `chunk` bytes (the last shorter), for tus PATCHes: curl
+    sends a whole file, never a slice of one. A sparse source gives sparse chunks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    size = source.stat().st_size
+    sparse = source.stat().st_blocks == 0
+    chunks: list[Path] = []
+    with source.open("rb") as data:
+        for number, offset in enumerate(range(0, max(size, 1), chunk)):
+            path = folder / f"chunk-{number:05d}"
+            length = min(chunk, size - offset)
+            chunks.append(path)
+            with path.open("wb") as out:
+                if sparse:
+                    out.truncate(length)
+                    continue
+                data.seek(offset)
+                for _ in range(0, length, 1 << 20):
+                    out.write(data.read(min(1 << 20, length - out.tell())))
+    return chunks
+
+
 class SealdropCases:
     """The Sealdrop side of a round, against one stack (and its cache-off twin)."""
 
@@ -144,6 +168,7 @@ class SealdropCases:
         self.files = files
         self.scratch = scratch
         self.token = ""
+        self._tus_chunks: list[Path] = []
 
     def prepare(self) -> None:
         """Upload the large file once: the GET cases download it."""
@@ -169,6 +194,32 @@ class SealdropCases:
     def upload_form(self) -> Sample:
         """POST the large file as a multipart form and wait for the link to be ready."""
         return self._upload("POST form → ready", clients.post_form, "/api/v1/links")
+
+    def upload_direct(self) -> Sample:
+        """A direct upload of the large file (sealed here, parts PUT to S3) until ready."""
+        from bench import direct
+
+        usage: dict[str, Usage] = {}
+        warm_memory(self.stack.root, 2 * self.files.size)
+        with measured(self.stack.probes, usage):
+            seconds, created = direct.upload(self.stack.base_url, self.files.big)
+        self._delete(created)
+        return Sample(
+            "direct → ready", mbps(self.files.size, seconds), "MB/s", self.files.size, usage
+        )
+
+    def upload_tus(self, name: str = "tus → ready") -> Sample:
+        """Upload the large file with tus in 50 MiB PATCHes and wait for the link to be ready."""
+        if not self._tus_chunks:
+            self._tus_chunks = split_file(self.files.big, self.scratch / "tus-chunks")
+        usage: dict[str, Usage] = {}
+        warm_memory(self.stack.root, 2 * self.files.size)
+        with measured(self.stack.probes, usage):
+            done = clients.tus_upload(
+                self.stack.base_url, self._tus_chunks, self.files.size, scratch=self.scratch
+            )
+        self._delete({"token": done.token, "manage_token": done.manage_token})
+        return Sample(name, mbps(self.files.size, done.seconds), "MB/s", self.files.size, usage)
 
     def small_latency(self, count: int) -> Sample:
         """The median time from a 4 KiB PUT to its 201 (sealed and ready)."""

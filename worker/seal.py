@@ -15,9 +15,10 @@ read the same bytes).
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import AsyncIterator
 
 from app.crypto import sealing
+from app.crypto.digests import BackgroundDigest
 from app.crypto.keys import KeyRingError, data_key_context, new_data_key, staging_key_context
 from app.services import Services
 from app.storage.base import ObjectMissing, ObjectWriter
@@ -61,10 +62,11 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
     try:
         if not await queue.record_upload_id(services, job, writer.upload_id):
             raise LeaseLost()
-        digest = hashlib.sha256() if job.needs_digest else None
+        # Hashed in a worker thread beside the resealing (the second core), as the API does.
+        digest = BackgroundDigest() if job.needs_digest else None
         await writer.write(sealer.header)
-        for key, size in sources:
-            header = await _read_staging_header(services, key)
+        for key, size, recorded in sources:
+            header = recorded or await _read_staging_header(services, key)
             opener = _opener(staging_key, header, size)
             await _reseal(services, key, opener, sealer, writer, digest)
         await writer.write(sealer.finish())
@@ -78,7 +80,7 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
         header=sealer.header,
         segment_size=layout.segment_size,
         ciphertext_size=layout.ciphertext_size,
-        sha256=digest.digest() if digest is not None else None,
+        sha256=await digest.digest() if digest is not None else None,
     )
 
 
@@ -95,15 +97,17 @@ def _staging_key(services: Services, job: ClaimedJob) -> bytes:
         raise PermanentFailure(f"staging key cannot be unwrapped: {error}") from None
 
 
-def _staged_sources(job: ClaimedJob) -> list[tuple[str, int]]:
-    """The staged objects to read in order, each with its plaintext size: the upload's one
-    object, or a resumable upload's pieces (each a v1 object under the staging key)."""
+def _staged_sources(job: ClaimedJob) -> list[tuple[str, int, bytes | None]]:
+    """The staged objects to read in order: key, plaintext size, and the header recorded
+    for it (None: read it from the object). That is the upload's one object, or a resumable
+    upload's pieces, each a v1 object under the staging key whose header, with its own
+    nonce prefix, the row recorded: pieces swapped in the store fail to open."""
     pieces = load_pieces(job.staging_pieces)
     if pieces is None:
-        return [(staging_object_key(job.id), job.size)]
-    if sum(size for _, size in pieces) != job.size:
+        return [(staging_object_key(job.id), job.size, None)]
+    if sum(piece.size for piece in pieces) != job.size:
         raise PermanentFailure("the staged pieces do not add up to the upload's size")
-    return [(piece_object_key(job.id, piece_id), size) for piece_id, size in pieces]
+    return [(piece_object_key(job.id, piece.id), piece.size, piece.header) for piece in pieces]
 
 
 async def _read_staging_header(services: Services, key: str) -> bytes:
@@ -121,13 +125,22 @@ def _opener(staging_key: bytes, header: bytes, size: int) -> sealing.SegmentOpen
         raise PermanentFailure(f"staged upload has a bad header: {error}") from None
 
 
+async def _present(chunks: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+    """`chunks`, a missing object being permanent (a piece deleted from the store)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except ObjectMissing:
+        raise PermanentFailure("a staged piece of the upload is missing") from None
+
+
 async def _reseal(
     services: Services,
     key: str,
     opener: sealing.SegmentOpener,
     sealer: sealing.SegmentSealer,
     writer: ObjectWriter,
-    digest: hashlib._Hash | None,
+    digest: BackgroundDigest | None,
 ) -> None:
     layout = opener.layout
     # Each staged segment is opened before the next is asked for (`stream`: read in place
@@ -142,13 +155,14 @@ async def _reseal(
     plain_buffer = bytearray(layout.segment_size)
     index = 0
     try:
-        async for sealed in chunks:
+        async for sealed in _present(chunks):
             try:
                 plain = opener.open_into(index, sealed, plain_buffer)
             except sealing.SealError as error:
                 raise PermanentFailure(f"staged segment {index} failed: {error}") from None
             if digest is not None:
-                digest.update(plain)
+                # A copy: `plain` is a view of the buffer the next segment reuses.
+                await digest.update(bytes(plain))
             for segment in sealer.feed(plain):
                 await writer.write(segment)
             index += 1

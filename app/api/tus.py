@@ -179,7 +179,11 @@ async def create_upload(request: Request, services: ServicesDep) -> Response:
     if with_body:
         tus.check_patch_type(headers)
     opened = await resumable.create(
-        services, length=length, options=options, metadata=raw_metadata, uploader=uploader
+        services,
+        length=length,
+        options=options,
+        metadata=tus.without_secrets(raw_metadata),
+        uploader=uploader,
     )
     location = f"{public_base(request, services)}{tus.TUS_PATH}/{opened.upload_id}"
     answer = {

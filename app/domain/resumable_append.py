@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import case, insert, select, update
@@ -49,9 +49,19 @@ from app.errors import (
 from app.infra import metrics
 from app.services import Services
 from app.storage.base import ObjectWriter
-from app.storage.object_keys import dump_pieces, load_pieces
+from app.storage.object_keys import Piece, dump_pieces, load_pieces
 
 log = logging.getLogger("sealdrop.resumable")
+
+# A PATCH's body is acknowledged in pieces of at most this much, or of what arrived in this
+# long: a single PATCH of a whole large file then keeps moving its upload's expiry, and a
+# break loses at most one piece. tus clients that send 50 MiB PATCHes never reach either.
+PIECE_BYTES = 256 * 1024 * 1024
+PIECE_SECONDS = 300.0
+# An upload's pieces, at most (S3's parts per upload): each is an object and a row entry,
+# so a client sending tiny PATCHes cannot make thousands of them. 50 MiB PATCHes fill
+# this at 500 GB.
+MAX_PIECES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,33 +94,60 @@ async def append(
     declared: int | None,
     checksum: bytes | None,
 ) -> Appended:
-    """Seal `body` as the bytes from `offset` on and acknowledge them (tus PATCH)."""
+    """Seal `body` as the bytes from `offset` on and acknowledge them (tus PATCH).
+
+    A long body is acknowledged piece by piece (`PIECE_BYTES`, `PIECE_SECONDS`), so that
+    one huge PATCH on a slow link keeps its upload from expiring and loses little when
+    broken; with `Upload-Checksum` it is one piece, acknowledged only whole.
+    """
     row = await _open_row(services, upload_id)
     if row.offset != offset:
         raise OffsetMismatch()
-    room = row.length - offset
-    if declared is not None and declared > room:
-        raise UploadTooLarge(f"this PATCH would pass Upload-Length by {declared - room} bytes")
-    if room == 0 or declared == 0:
-        return await _settle(services, upload_id, row, None, 0)
-    piece_id = new_id()
-    key = resumable.piece_key(row.job_id, piece_id)
-    size, cut = await _seal_piece(services, key, row, body, room, checksum)
-    if size == 0:
+    if declared is not None and declared > row.length - offset:
+        excess = declared - (row.length - offset)
+        raise UploadTooLarge(f"this PATCH would pass Upload-Length by {excess} bytes")
+    if row.offset == row.length or declared == 0:
+        return (await _settle(services, upload_id, row, None))[0]
+    source = _Pushback(body)
+    while True:
+        if len(load_pieces(row.pieces) or []) >= MAX_PIECES:
+            raise BadRequest(f"an upload may have at most {MAX_PIECES} pieces; send larger PATCHes")
+        piece_id = new_id()
+        key = resumable.piece_key(row.job_id, piece_id)
+        size, cut, more, header = await _seal_piece(services, key, row, source, checksum)
+        if size == 0:
+            if cut is not None and row.offset == offset:
+                raise cut
+            return (await _settle(services, upload_id, row, None))[0]
+        try:
+            appended, row = await _settle(services, upload_id, row, Piece(piece_id, size, header))
+        except BaseException:
+            await asyncio.shield(services.staging.delete(key))
+            raise
         if cut is not None:
-            raise cut
-        return await _settle(services, upload_id, row, None, 0)
-    try:
-        appended = await _settle(services, upload_id, row, piece_id, size)
-    except BaseException:
-        await asyncio.shield(services.staging.delete(key))
-        raise
-    if cut is not None:
-        log.info("resumable PATCH cut short; %d bytes acknowledged", appended.offset)
-        return Appended(
-            appended.offset, appended.expires_at, appended.created, cut, appended.filename
-        )
-    return appended
+            log.info("resumable PATCH cut short; %d bytes acknowledged", appended.offset)
+            return replace(appended, cut_short=cut)
+        if not more or appended.created is not None:
+            return appended
+
+
+class _Pushback:
+    """A body whose last chunk can be handed back, to start the next piece with its rest."""
+
+    def __init__(self, body: AsyncIterator[sealing.Buffer]) -> None:
+        self._body = body
+        self._back: sealing.Buffer | None = None
+
+    async def next(self) -> sealing.Buffer | None:
+        """The next chunk, or None at the end of the body."""
+        if self._back is not None:
+            chunk, self._back = self._back, None
+            return chunk
+        return await anext(self._body, None)
+
+    def push_back(self, rest: sealing.Buffer) -> None:
+        """Have `next` return `rest` first."""
+        self._back = rest
 
 
 async def _open_row(services: Services, upload_id: str) -> _Open:
@@ -149,25 +186,42 @@ async def _seal_piece(
     services: Services,
     key: str,
     row: _Open,
-    body: AsyncIterator[sealing.Buffer],
-    room: int,
+    body: _Pushback,
     checksum: bytes | None,
-) -> tuple[int, SealdropError | None]:
-    """Seal and commit the piece; (its size, why the body broke off, if it did)."""
+) -> tuple[int, SealdropError | None, bool, bytes]:
+    """Seal and commit one piece: (its size, why the body broke off if it did, whether
+    more of the body follows it, its header)."""
+    room = row.length - row.offset
+    whole = checksum is not None  # the checksum vouches for the whole body only
+    most = room if whole else min(room, PIECE_BYTES)
     sealer = sealing.SegmentSealer(row.staging_key, segment_log2=services.settings.segment_log2)
-    digest = hashlib.sha256() if checksum is not None else None
+    digest = hashlib.sha256() if whole else None
     writer = await services.staging.open_writer(key, size_hint=None)
     cut: SealdropError | None = None
+    more = False
+    loop = asyncio.get_running_loop()
+    until = loop.time() + PIECE_SECONDS
     try:
         await writer.write(sealer.header)
         try:
-            async for chunk in body:
-                if sealer.plaintext_size + len(chunk) > room:
-                    raise UploadTooLarge("the body goes past Upload-Length; nothing of it was kept")
+            while (chunk := await body.next()) is not None:
+                taken = sealer.plaintext_size
+                if taken + len(chunk) > most:
+                    if most == room:
+                        raise UploadTooLarge(
+                            "the body goes past Upload-Length; nothing of it was kept"
+                        )
+                    body.push_back(memoryview(chunk)[most - taken :])
+                    chunk = memoryview(chunk)[: most - taken]
                 metrics.RECEIVED_BYTES.inc(len(chunk))
                 if digest is not None:
                     digest.update(chunk)
                 await _write_segments(writer, sealer, chunk)
+                # The last piece reads on to the end: a byte past Upload-Length is a 413.
+                full = sealer.plaintext_size == most < room
+                if not whole and (full or loop.time() > until):
+                    more = True
+                    break
         except (UploadAborted, UploadTimedOut) as error:
             # The bytes that arrived are good: keep them, unless a checksum was to vouch
             # for the whole body.
@@ -178,13 +232,13 @@ async def _seal_piece(
             raise ChecksumMismatch()
         if sealer.plaintext_size == 0:
             await writer.abort()
-            return 0, cut
+            return 0, cut, False, sealer.header
         await writer.write(sealer.finish())
         await writer.commit()
     except BaseException:
         await asyncio.shield(writer.abort())
         raise
-    return sealer.plaintext_size, cut
+    return sealer.plaintext_size, cut, more, sealer.header
 
 
 async def _write_segments(
@@ -196,15 +250,17 @@ async def _write_segments(
 
 
 async def _settle(
-    services: Services, upload_id: str, row: _Open, piece_id: str | None, size: int
-) -> Appended:
-    """Acknowledge `size` more bytes (the piece `piece_id`), and complete the upload if
-    they were its last; 409 if another PATCH moved the offset first."""
+    services: Services, upload_id: str, row: _Open, piece: Piece | None
+) -> tuple[Appended, _Open]:
+    """Acknowledge `piece` (none: nothing new), and complete the upload if it held the
+    last bytes; 409 if another PATCH moved the offset first. Returns the outcome and the
+    row as it is now."""
     settings = services.settings
     pieces = load_pieces(row.pieces) or []
-    if piece_id is not None:
-        pieces.append((piece_id, size))
-    offset = row.offset + size
+    if piece is not None:
+        pieces.append(piece)
+    offset = row.offset + (piece.size if piece is not None else 0)
+    now = replace(row, offset=offset, pieces=dump_pieces(pieces))
     later = db_now_plus(seconds(settings.unfinished_upload_seconds))
     async with transaction(services.sessions, immediate=True) as session:
         moved = await session.execute(
@@ -217,7 +273,7 @@ async def _settle(
             )
             .values(
                 received=offset,
-                pieces=dump_pieces(pieces),
+                pieces=now.pieces,
                 updated_at=db_now(),
                 expires_at=case(
                     (TusUpload.deadline_at < later, TusUpload.deadline_at), else_=later
@@ -231,12 +287,12 @@ async def _settle(
                 select(TusUpload.expires_at).where(TusUpload.id == row.job_id)
             )
             assert expires_at is not None
-            return Appended(offset, as_utc(expires_at))
+            return Appended(offset, as_utc(expires_at)), now
         created, filename = await _complete(services, session, upload_id, row.job_id, pieces)
     await services.cache.forget(token_hash(created.token))
     await services.notifier.job_queued()
     log.info("resumable upload %s complete, %d bytes", log_name(token_hash(upload_id)), offset)
-    return Appended(offset, None, created, filename=filename)
+    return Appended(offset, None, created, filename=filename), now
 
 
 async def _complete(
@@ -244,7 +300,7 @@ async def _complete(
     session: AsyncSession,
     upload_id: str,
     job_id: str,
-    pieces: list[tuple[str, int]],
+    pieces: list[Piece],
 ) -> tuple[CreatedLink, str]:
     """In the acknowledging transaction: the link (pending), its job (the staging key
     moved from the upload's row to the job's), and the job's storage reservation."""
@@ -252,6 +308,7 @@ async def _complete(
     if up.uploader_id is not None:
         await upload_policy.hold_for_link(session, await _admitted(session, up.uploader_id))
     token, manage_token, link_id = resumable.link_token(upload_id), new_token(), new_id()
+    filename = up.filename  # read before the UPDATE below clears it (and the loaded object)
     await session.execute(
         insert(Link).values(
             id=link_id,
@@ -288,7 +345,12 @@ async def _complete(
             link_id=link_id,
             staging_key_id=None,
             staging_wrapped_key=None,
+            # The link row holds them now, and clears them when it is purged: a copy
+            # here would outlive it.
             password_hash=None,
+            filename="",
+            content_type="",
+            upload_metadata=None,
         )
     )
     await storage_cap.hold_for_job(session, job_id, up.length, services.settings.segment_log2)
@@ -303,7 +365,7 @@ async def _complete(
         size=up.length,
         sha256=b"",
     )
-    return created, up.filename
+    return created, filename
 
 
 async def _admitted(session: AsyncSession, uploader_id: str) -> Admitted:

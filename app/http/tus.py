@@ -76,6 +76,15 @@ def metadata(raw: str | None) -> dict[str, bytes]:
     return found
 
 
+def without_secrets(raw: str | None) -> str | None:
+    """Upload-Metadata as kept and echoed by HEAD: without its `password` pair, which is
+    stored only as its hash (call after `metadata` has checked the header)."""
+    if raw is None:
+        return None
+    kept = [pair.strip() for pair in raw.split(",") if pair.strip().partition(" ")[0] != "password"]
+    return ",".join(kept) or None
+
+
 def text(values: Mapping[str, bytes], key: str) -> str | None:
     """One metadata value as UTF-8 text, or None when absent."""
     value = values.get(key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from email.utils import parsedate_to_datetime
@@ -20,14 +21,15 @@ from sqlalchemy import select, update
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, Link, StorageReservation, TusUpload
 from app.db.session import transaction
-from app.domain import resumable, storage_cap, uploaders
+from app.domain import resumable, resumable_append, storage_cap, uploaders
 from app.domain.uploaders import Limits
 from app.settings import Settings
+from app.storage.object_keys import load_pieces
 from tests.conftest import AppClient
 from tests.support.asgi import running_app
-from tests.support.datadir import staging_files
+from tests.support.datadir import all_files, staging_files
 from tests.support.rows import count_rows
-from worker import janitor
+from worker import janitor, queue, seal
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -151,6 +153,16 @@ async def test_upload_in_three_patches_serves_the_same_bytes(tus_client: AppClie
     assert state["url"] == link
     assert state["offset"] == state["length"] == len(data)
     assert "manage_token" not in state
+    # The file's name and type live in the link row alone (cleared when it is purged).
+    async with tus_client.services.sessions() as session:
+        row = (await session.execute(select(TusUpload))).scalar_one()
+    assert (row.filename, row.content_type, row.upload_metadata, row.password_hash) == (
+        "",
+        "",
+        None,
+        None,
+    )
+    assert "upload-metadata" not in (await tus_client.head(url, headers=TUS)).headers
     assert await count_rows(tus_client.services, Job) == 0  # sealed: the job is done
     assert staging_files(tus_client.services.settings) == []  # the pieces went with it
 
@@ -425,3 +437,112 @@ async def test_expires_in_metadata_sets_the_link_expiry(tus_client: AppClient) -
     lifetime = (as_utc(link.expires_at) - as_utc(link.created_at)).total_seconds()
     assert lifetime == pytest.approx(5400, abs=2)
     assert "sealdrop-expires-at" in answer.headers
+
+
+async def test_a_long_patch_is_acknowledged_piece_by_piece(
+    tus_client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resumable_append, "PIECE_BYTES", 100_000)
+    data = os.urandom(250_000)
+    url = await create(tus_client, len(data) + 10)
+    answer = await patch(tus_client, url, 0, data)
+    assert answer.status_code == 204
+    assert answer.headers["upload-offset"] == str(len(data))
+    async with tus_client.services.sessions() as session:
+        row = (await session.execute(select(TusUpload))).scalar_one()
+    assert [piece.size for piece in load_pieces(row.pieces) or []] == [100_000, 100_000, 50_000]
+    done = await patch(tus_client, url, len(data), b"0123456789")
+    served = await tus_client.get(done.headers["sealdrop-download-url"])
+    for _ in range(100):
+        if served.status_code != 503:
+            break
+        served = await tus_client.get(done.headers["sealdrop-download-url"])
+    assert served.content == data + b"0123456789"
+
+
+async def test_a_body_past_the_length_at_a_piece_edge_is_still_413(
+    tus_client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resumable_append, "PIECE_BYTES", 100)
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for _ in range(21):
+            yield b"w" * 10
+
+    url = await create(tus_client, 200)
+    answer = await tus_client.patch(url, content=chunked(), headers={**PATCH, "Upload-Offset": "0"})
+    assert answer.status_code == 413
+    # The first piece was whole and within the length: it stays acknowledged.
+    assert await offset_of(tus_client, url) == 100
+    assert await count_rows(tus_client.services, Link) == 0
+
+
+async def test_the_password_is_never_stored_nor_echoed(tus_client: AppClient) -> None:
+    secret = "correct horse battery staple"
+    url = await create(tus_client, 5, meta(filename="a.txt", password=secret))
+    answer = await tus_client.head(url, headers=TUS)
+    assert answer.headers["upload-metadata"] == meta(filename="a.txt")
+    async with tus_client.services.sessions() as session:
+        row = (await session.execute(select(TusUpload))).scalar_one()
+    stored = " ".join(str(value) for value in row.__dict__.values())
+    assert secret not in stored
+    assert base64.b64encode(secret.encode()).decode() not in stored
+    assert row.password_hash is not None
+    assert row.password_hash.startswith("$argon2id$")
+
+
+async def test_no_upload_id_token_password_or_plaintext_rests_or_is_logged(
+    tus_client: AppClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "a password nobody may read"
+    marker = b"TUS-PLAINTEXT-MARKER|" * 10_000
+    path = await create(tus_client, len(marker), meta(password=secret))
+    upload_id = path.rsplit("/", 1)[1]
+    await patch(tus_client, path, 0, marker[:100_000])
+    settings = tus_client.services.settings
+    needles = [upload_id.encode(), secret.encode(), b"TUS-PLAINTEXT-MARKER"]
+    holding = [p for p in all_files(settings) for n in needles if n in p.read_bytes()]
+    assert holding == []  # half-way: the pieces are sealed
+    done = await patch(tus_client, path, 100_000, marker[100_000:])
+    token = done.headers["sealdrop-link"].rsplit("/", 1)[1]
+    manage = done.headers["sealdrop-manage-token"]
+    needles += [token.encode(), manage.encode()]
+    holding = [p for p in all_files(settings) for n in needles if n in p.read_bytes()]
+    assert holding == []
+    server = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    text = "\n".join(logging.Formatter().format(record) for record in server)
+    assert "resumable upload" in text
+    for needle in needles:
+        assert needle.decode() not in text
+
+
+async def test_an_upload_holds_at_most_max_pieces(
+    tus_client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resumable_append, "MAX_PIECES", 3)
+    url = await create(tus_client, 10)
+    for offset in range(3):
+        assert (await patch(tus_client, url, offset, b"x")).status_code == 204
+    refused = await patch(tus_client, url, 3, b"y")
+    assert refused.status_code == 400
+    assert "pieces" in refused.text
+    assert await offset_of(tus_client, url) == 3
+
+
+async def test_pieces_swapped_in_staging_fail_the_link_instead_of_reordering_it(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    url = await create(idle_client, 200_000)
+    await patch(idle_client, url, 0, os.urandom(100_000))
+    done = await patch(idle_client, url, 100_000, os.urandom(100_000))
+    assert done.status_code == 204
+    # Two valid pieces of equal size, each under the upload's key: swapped in the store.
+    first, second = staging_files(idle_settings)
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)
+    job = await queue.claim(idle_client.services, "test-worker")
+    assert job is not None
+    with pytest.raises(seal.PermanentFailure):
+        await seal.seal_attempt(idle_client.services, job)

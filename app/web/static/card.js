@@ -1,7 +1,7 @@
 // One file on the upload page: its progress, its sealing, then its link, QR code and
 // manage token (or why it failed).
 
-import { humanDuration, humanSize, localDateTime } from "./format.js";
+import { humanDuration, humanSize, localDateTime, mebibytes } from "./format.js";
 import { deleteLink } from "./transfer.js";
 
 const SPEED_WINDOW_MS = 3000;
@@ -60,6 +60,7 @@ export class UploadCard {
     this.$(".cancel").hidden = false;
     this.$("progress").value = 0;
     this.$(".upload-status").removeAttribute("role");
+    this.resumeNote = "";
     this.setStatus("");
     this.samples = [[performance.now(), 0]];
   }
@@ -82,6 +83,21 @@ export class UploadCard {
       this.lastSpoken = percent - (percent % 25);
       this.announce(`${this.file.name}: ${percent} % uploaded`);
     }
+  }
+
+  /** A stored upload goes on: `offset` bytes were already on the server. */
+  resumed(offset) {
+    this.samples = [[performance.now(), offset]];
+    this.progress(offset, this.file.size);
+    this.resumeNote = `Resuming: ${mebibytes(offset)} already uploaded`;
+    this.note("");
+    this.announce(`${this.file.name}: resuming, ${mebibytes(offset)} already uploaded`);
+  }
+
+  /** A word on how the upload is going (a retry, the network): "" goes back to normal. */
+  note(text) {
+    if (text && text !== this.$(".upload-status").textContent) this.announce(`${this.file.name}: ${text}`);
+    this.setStatus(text || this.resumeNote || "");
   }
 
   /** Every byte is sent and the server has answered. */
@@ -107,7 +123,10 @@ export class UploadCard {
     this.$(".upload-progress").hidden = true;
     this.$(".upload-result").hidden = false;
     this.$(".share-url").value = created.url;
-    this.$(".manage-token").value = created.manage_token;
+    this.$(".manage-token").value = created.manage_token || "";
+    // The server shows a manage token once; when its answer was lost, so is the token.
+    this.$(".manage").hidden = !created.manage_token;
+    if (!created.manage_token) this.setStatus("The connection broke as the upload ended: the link works, but its manage token was lost.");
     this.$(".qr img").src = `/api/v1/links/${encodeURIComponent(created.token)}/qr.svg`;
     const expires = new Date(created.expires_at);
     const time = this.$("time.expires");
@@ -134,11 +153,15 @@ export class UploadCard {
     this.$(".retry").hidden = false;
   }
 
-  /** The person cancelled: nothing was kept. */
-  wasCancelled() {
+  /** The person cancelled: nothing was kept (`removed` false: the server drops it later). */
+  wasCancelled(removed = true) {
     this.root.dataset.state = "cancelled";
     this.$(".upload-progress").hidden = true;
-    this.setStatus("Upload cancelled. Nothing was kept.");
+    this.setStatus(
+      removed
+        ? "Upload cancelled. Nothing was kept."
+        : "Upload cancelled. The server deletes the part it received when the upload expires.",
+    );
     this.announce(`Upload of ${this.file.name} cancelled`);
   }
 

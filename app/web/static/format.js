@@ -13,6 +13,11 @@ export function humanSize(bytes) {
   return `${bytes} bytes`;
 }
 
+/** "3.5 MiB", always in MiB (how much of a resumed upload is already there). */
+export function mebibytes(bytes) {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
 /** "3 seconds", "4 minutes 10 seconds", "1 day": the two largest units, zeros left out. */
 export function humanDuration(totalSeconds) {
   const s = Math.max(0, Math.round(totalSeconds));

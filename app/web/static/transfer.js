@@ -11,6 +11,14 @@ function csrfToken() {
   return document.querySelector('meta[name="csrf-token"]').content;
 }
 
+/** What an upload request carries besides its bytes: the CSRF token, the upload key if any. */
+export function authHeaders() {
+  const headers = { "X-CSRF-Token": csrfToken() };
+  const key = currentKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  return headers;
+}
+
 /** An error whose message is meant for the person at the page; `status` is the HTTP one. */
 export class UploadError extends Error {
   constructor(message, status = 0) {
@@ -34,9 +42,7 @@ export function uploadFile(file, fields, onProgress, maxBytes) {
     xhr.open("POST", "/api/v1/links");
     xhr.setRequestHeader("Accept", "application/json");
     xhr.setRequestHeader("Prefer", "respond-async");
-    xhr.setRequestHeader("X-CSRF-Token", csrfToken());
-    const key = currentKey();
-    if (key) xhr.setRequestHeader("Authorization", `Bearer ${key}`);
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded, event.total);
     });
@@ -103,7 +109,8 @@ export async function editLink(token, manageToken, changes) {
   return body;
 }
 
-function parseJson(text) {
+/** The JSON in `text`, or `{}` when there is none. */
+export function parseJson(text) {
   try {
     return JSON.parse(text);
   } catch {

@@ -5,7 +5,9 @@
 import { UploadCard } from "./card.js";
 import { humanSize } from "./format.js";
 import { SavedLinks } from "./saved.js";
-import { UploadError, uploadFile, waitUntilSealed } from "./transfer.js";
+import { forgetStaleUploads } from "./resumable.js";
+import { startTransfer } from "./send.js";
+import { UploadError, waitUntilSealed } from "./transfer.js";
 import { forgetKey, setUpKeyForm } from "./upload_key.js";
 
 const form = document.getElementById("upload-form");
@@ -134,20 +136,28 @@ async function send({ file, fields, card }) {
     return;
   }
   card.started();
-  const transfer = uploadFile(file, fields, (sent, total) => card.progress(sent, total), maxBytes);
+  const transfer = startTransfer(file, fields, {
+    onProgress: (sent, total) => card.progress(sent, total),
+    onResumed: (offset) => card.resumed(offset),
+    onNote: (text) => card.note(text),
+    maxBytes,
+  });
   card.onCancel = transfer.abort;
   try {
-    const created = await transfer.done;
+    const { created, fields: made } = await transfer.done;
     card.uploaded();
+    let link = created;
     if (created.state !== "ready") {
       card.sealing();
-      await waitUntilSealed(created.token);
+      const status = await waitUntilSealed(created.token);
+      link = { ...created, state: status.state, expires_at: created.expires_at || status.expires_at };
     }
-    card.ready(created, fields);
-    saved.remember(created, file.name);
+    card.ready(link, made);
+    // Without its manage token the link could not be edited or deleted from the list.
+    if (link.manage_token) saved.remember(link, file.name);
   } catch (error) {
     if (error.name === "AbortError") {
-      card.wasCancelled();
+      card.wasCancelled(error.removed !== false);
     } else if (error instanceof UploadError) {
       card.failed(error.message);
       if (error.status === 401 && keys) {
@@ -165,6 +175,7 @@ function hasFiles(event) {
   return Array.from(event.dataTransfer?.types || []).includes("Files");
 }
 
+forgetStaleUploads();
 document.getElementById("choose").addEventListener("click", () => input.click());
 input.addEventListener("change", () => choose(input.files));
 form.addEventListener("submit", submit);
