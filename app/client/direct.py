@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.client.errors import EXIT_NETWORK, ClientError
 from app.client.http import RETRIES, backoff, describe, fail, with_retries
 from app.client.progress import Meter
 from app.client.put import SendOptions, auth_headers, link_of
 from app.client.state import Transfers, transfer_key
-from app.crypto.sealing import HEADER_SIZE, TAG_SIZE, Layout, parse_header
+from app.crypto.sealing import HEADER_SIZE, TAG_SIZE, Layout, parse_header, seal_part
 
-_NONCE_SUFFIX = struct.Struct(">IB")  # segment index, last flag (docs/format.md)
 GONE = (403, 404, 410)
 
 
@@ -78,20 +75,16 @@ class PartSealer:
         return sum(self.layout.plain_length(index) for index in self.segments(number))
 
     def chunks(self, path: Path, number: int, meter: Meter) -> Iterator[bytes]:
-        """Part `number`, sealed a segment at a time from the file."""
-        cipher = AESGCM(self.key)
-        _log2, prefix = parse_header(self.header)
+        """Part `number`, sealed a segment at a time from the file (`seal_part` puts the
+        header in front of segment 0)."""
         last_index = self.layout.segment_count - 1
-        if number == 1:
-            yield self.header
         with path.open("rb") as file:
             for index in self.segments(number):
                 file.seek(index * self.layout.segment_size)
                 plain = file.read(self.layout.plain_length(index))
                 if len(plain) != self.layout.plain_length(index):
                     raise ClientError(f"{path.name}: the file shrank while it was being sent")
-                nonce = prefix + _NONCE_SUFFIX.pack(index, index == last_index)
-                yield cipher.encrypt(nonce, plain, self.header)
+                yield seal_part(self.key, self.header, index, plain, last=index == last_index)
                 meter.advance(len(plain))
 
 
