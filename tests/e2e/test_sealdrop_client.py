@@ -117,6 +117,9 @@ def test_json_prints_one_object_per_file(stack: Stack, work: Path) -> None:
         f"{stack.base_url}/api/v1/links/{objects[0]['token']}",
     )  # fmt: skip
     assert '"max_downloads":3' in status.text.replace(" ", "")
+    # A limited link's /s/ URL answers a page, not the file: get fetches its /d/ URL.
+    _get(work, objects[0]["url"], "-o", str(work / "limited"))
+    assert (work / "limited").read_bytes() == first.read_bytes()
 
 
 def test_a_password_link_needs_its_password(stack: Stack, work: Path) -> None:
