@@ -305,3 +305,28 @@ def test_the_upload_key_comes_from_the_environment(make_stack: StackFactory, wor
     assert key not in run.stdout + run.stderr
     _get(work, run.lines[0], "-o", str(work / "copy"))
     assert (work / "copy").read_bytes() == source.read_bytes()
+
+
+def test_get_waits_out_a_link_still_being_sealed(make_stack: StackFactory, work: Path) -> None:
+    stack = make_stack(worker="off")  # nothing seals until a worker starts
+    source = _payload(work, size=200_000)
+    uploaded = curl(
+        "-f", "-T", str(source), "-H", "Prefer: respond-async", f"{stack.base_url}/"
+    )  # fmt: skip
+    assert uploaded.status == 202
+    link = uploaded.text.strip()
+    assert curl("-I", link.replace("/s/", "/d/") + "/", expect_exit=0).status == 503
+    process = start_sealdrop(
+        "get", link, "-o", str(work / "copy"), state=work.parent / "state", cwd=work
+    )
+    try:
+        time.sleep(1.0)  # the client has had its first 503 (Retry-After: 2) and waits
+        assert process.poll() is None
+        stack.start_worker()
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    assert process.returncode == EXIT_OK, err
+    assert (work / "copy").read_bytes() == source.read_bytes()
