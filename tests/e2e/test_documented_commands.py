@@ -351,6 +351,12 @@ RULES = [
         r" -H 'Content-Type: application/json' -d '\{[^']*\}' ORIGIN/api/v1/links/<token>",
         edits_the_link,
     ),
+    Rule(
+        r"curl (?:-H 'Content-Type: application/json' -d '\{[^']*\}' |-X (?:POST|DELETE) )?"
+        r"(?:-H 'Accept: application/json' )?ORIGIN/api/v1/direct-uploads(?:/<id>(?:/complete)?)?",
+        reason="direct uploads need S3 staging; the documented server is embedded"
+        " (tests/production_stack/test_direct_uploads.py drives these routes on S3)",
+    ),
     Rule(r"make run", reason="serves on port 8000 until stopped: what `sealdrop serve` does here"),
     Rule(r"make test", reason="runs the whole suite, this test included"),
     Rule(r"\.venv/bin/pytest tests/\S+(?: -m \"[^\"]*\")?", reason="runs tests: this is one"),
