@@ -337,6 +337,10 @@ RULES = [
         r"sealdrop uploaders (?:add|list|revoke)\b.*",
         reason="changes the server's uploaders (tests/test_cli_uploaders.py runs these commands)",
     ),
+    Rule(
+        r"sealdrop (?:send|get) .*",
+        reason="the client; tests/e2e/test_sealdrop_client.py runs it against both modes",
+    ),
     Rule(r"curl ORIGIN/api/v1/links/<token>", shows_the_status),
     Rule(
         r"curl -X DELETE -H 'Authorization: Bearer <manage token>' ORIGIN/api/v1/links/<token>",
