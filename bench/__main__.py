@@ -69,6 +69,11 @@ def _options() -> argparse.Namespace:
         action="store_true",
         help="only PUT → ready and tus → ready (and, embedded, the resumable memory case)",
     )
+    parser.add_argument(
+        "--only-get",
+        action="store_true",
+        help="only the downloads: nginx GET and GET range, AES-256-GCM, GET and GET range",
+    )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
     options = parser.parse_args()
@@ -79,7 +84,7 @@ def _options() -> argparse.Namespace:
     options.modes = (
         options.modes or ("embedded" if options.quick else "embedded,production")
     ).split(",")
-    options.big = not (options.quick or options.skip_big or options.only_tus)
+    options.big = not (options.quick or options.skip_big or options.only_tus or options.only_get)
     options.json = options.json or Path(
         "bench/results-quick.json" if options.quick else "bench/results.json"
     )
@@ -106,6 +111,8 @@ def _sealdrop_runs(
 ) -> list[Callable[[], Sample]]:
     if options.only_tus:
         return [sealdrop.upload, sealdrop.upload_tus]
+    if options.only_get:
+        return [sealdrop.download, sealdrop.download_range]
     return [
         sealdrop.download,
         sealdrop.download_range,
@@ -137,7 +144,7 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
         runs = [
             references.get,
             references.get_range,
-            references.put,
+            *([] if options.only_get else [references.put]),
             lambda: bench_cases.aes_gcm(files.size),
             *_sealdrop_runs(sealdrop, options),
         ]
@@ -234,7 +241,7 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
             runs = [
                 references.get,
                 references.get_range,
-                references.put,
+                *([] if options.only_get else [references.put]),
                 *_sealdrop_runs(sealdrop, options),
             ]
             if options.only_tus:
@@ -264,6 +271,8 @@ def main() -> None:
             runner = run_embedded if mode == "embedded" else run_production
             results = runner(work, files, options)
             print(f"\n## {results.mode}: {options.size >> 20} MiB, {options.rounds} rounds\n")
+            # The host under every table: a table pasted alone still says where it ran.
+            print(", ".join(f"{k}: {v}" for k, v in about.items()) + "\n")
             print(format_table(results))
             print()
             print(format_targets(results), flush=True)
