@@ -9,7 +9,6 @@ never wrong bytes reported as a success (DESIGN §4).
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import AsyncIterator
 
 from app.crypto import sealing
@@ -30,16 +29,17 @@ KEPT_BUFFERS = 3
 
 
 class ReusableBuffers:
-    """Plaintext buffers of one size, each handed out again once nothing else holds it.
+    """Plaintext buffers of one size, each handed out again once no view of it is alive.
 
     A segment decrypted into a new `bytes` costs its allocation and a zero-fill of 1 MiB
     (cryptography fills its output before writing it), a twentieth of a download's CPU.
     Decrypting into a reused buffer saves that, but the HTTP server may keep a view of
-    what the socket did not take yet (uvloop holds the object it was given until it is
-    written), and overwriting it would send the next segment's bytes in its place. So a
-    buffer is reused only when its reference count says that no view of it is alive
-    anywhere (every memoryview, slice or `Py_buffer` export keeps its bytearray
-    referenced); otherwise a new one is made, and up to `keep` of them are kept.
+    what the socket did not take yet (uvloop holds the memoryview it was given until it
+    is written), and overwriting it would send the next segment's bytes in its place. So
+    a buffer is reused only when the buffer protocol says that no view of it is alive
+    anywhere: a bytearray cannot be resized while any memoryview of it (a slice, a cast,
+    a C extension's `Py_buffer`) exists. Otherwise a new one is made, and up to `keep` of
+    them are kept. Callers hand out views only, never the bytearray itself.
     """
 
     def __init__(self, size: int, keep: int = KEPT_BUFFERS) -> None:
@@ -48,15 +48,28 @@ class ReusableBuffers:
         self._buffers: list[bytearray] = []
 
     def take(self) -> bytearray:
-        """A buffer of the size that nothing outside this object refers to."""
+        """A buffer of the size of which no view is alive."""
         for buffer in self._buffers:
-            # Held by the list, by `buffer` and by getrefcount's argument: nothing else.
-            if sys.getrefcount(buffer) == 3:
+            if _unviewed(buffer):
                 return buffer
-        buffer = bytearray(self._size)
+        buffer = bytearray(self._size + 1)  # one spare byte for `_unviewed`'s test
+        del buffer[-1]
         if len(self._buffers) < self._keep:
             self._buffers.append(buffer)
         return buffer
+
+
+def _unviewed(buffer: bytearray) -> bool:
+    """Whether no memoryview of `buffer` is alive: resizing it is refused while one is.
+
+    Shrinking by one byte and growing back stays within its allocation: no copy.
+    """
+    try:
+        buffer.append(0)
+    except BufferError:
+        return False
+    del buffer[-1]
+    return True
 
 
 class PlaintextStream:
