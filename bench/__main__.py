@@ -42,6 +42,7 @@ PRODUCTION_RATIOS = [
     Ratio("GET", "S3 GET", None),
     Ratio("GET range", "S3 GET range", None),
     Ratio("PUT → ready", "S3 PUT", None),
+    Ratio("direct → ready", "PUT → ready", None),
     Ratio("POST form → ready", "PUT → ready", 0.9),
     Ratio("tus → ready", "PUT → ready", 0.9),
     Ratio("unknown token, cache warm", "GET /healthz", 0.5),
@@ -73,6 +74,11 @@ def _options() -> argparse.Namespace:
         "--only-get",
         action="store_true",
         help="only the downloads: nginx GET and GET range, AES-256-GCM, GET and GET range",
+    )
+    parser.add_argument(
+        "--only-uploads",
+        action="store_true",
+        help="production: only PUT → ready and direct → ready (and S3 PUT)",
     )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
@@ -243,9 +249,12 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
                 references.get_range,
                 *([] if options.only_get else [references.put]),
                 *_sealdrop_runs(sealdrop, options),
+                *([] if options.only_get else [sealdrop.upload_direct]),
             ]
             if options.only_tus:
                 runs = _sealdrop_runs(sealdrop, options)
+            if options.only_uploads:
+                runs = [references.put, sealdrop.upload, sealdrop.upload_direct]
             print(f"production: {options.rounds} rounds of {len(runs)} cases", flush=True)
             _rounds(results, runs, options.rounds, stack)
             references.cleanup()
