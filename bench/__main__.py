@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import cases as bench_cases
 from bench.cases import Files, NginxCases, Sample, SealdropCases, make_files
+from bench.floor import Floor
 from bench.nginx import Nginx
 from bench.report import Limits, Ratio, Results, format_table, format_targets
 from bench.stacks import Embedded, Production, Stack
@@ -32,6 +33,9 @@ NO_CACHE = {"SEALDROP_NEGATIVE_CACHE_TTL_SECONDS": "0"}
 EMBEDDED_RATIOS = [
     Ratio("GET", "nginx GET", 0.75),
     Ratio("GET range", "nginx GET range", 0.75),
+    # How much of a gap to nginx any Python server pays on this host (bench/floor.py).
+    Ratio("Python floor GET", "nginx GET", None),
+    Ratio("GET", "Python floor GET", None),
     Ratio("PUT → ready", "nginx PUT", 0.30),
     Ratio("POST form → ready", "PUT → ready", 0.9),
     Ratio("tus → ready", "PUT → ready", 0.9),
@@ -138,9 +142,10 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
     nginx = Nginx(work / "nginx", files.big.parent)
     stack = Embedded(work / "embedded")
     cache_off = Embedded(work / "embedded-nocache", NO_CACHE)
-    started: list[Stack | Nginx] = []
+    floor = Floor(work / "floor", files.big)
+    started: list[Stack | Nginx | Floor] = []
     try:
-        for server in (nginx, stack, cache_off):
+        for server in (nginx, floor, stack, cache_off):
             server.root.mkdir(parents=True, exist_ok=True)
             server.start()
             started.append(server)
@@ -151,6 +156,7 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
             references.get,
             references.get_range,
             *([] if options.only_get else [references.put]),
+            lambda: bench_cases.floor_get(floor, files),
             lambda: bench_cases.aes_gcm(files.size),
             *_sealdrop_runs(sealdrop, options),
         ]
