@@ -143,9 +143,11 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
     stack = Embedded(work / "embedded")
     cache_off = Embedded(work / "embedded-nocache", NO_CACHE)
     floor = Floor(work / "floor", files.big)
+    # The floor seals its own copy of the file: only when a download case runs.
+    servers = (nginx, stack, cache_off) if options.only_tus else (nginx, floor, stack, cache_off)
     started: list[Stack | Nginx | Floor] = []
     try:
-        for server in (nginx, floor, stack, cache_off):
+        for server in servers:
             server.root.mkdir(parents=True, exist_ok=True)
             server.start()
             started.append(server)
