@@ -27,6 +27,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from app.storage.base import (
+    GrowingObject,
     ObjectInfo,
     ObjectMissing,
     ObjectStore,
@@ -163,6 +164,28 @@ class LocalStore(ObjectStore):
             lambda: read_full(fd, rest, offset + got), f"cannot read {key!r}"
         )
 
+    follows_writes = True
+
+    async def open_growing(self, key: str) -> LocalGrowingObject:
+        """Open the writer's temporary file, or the object if it was committed already.
+
+        The file descriptor outlives the rename that commits the write: reading goes on
+        from the same file, whatever its name becomes.
+        """
+        final = self.path(key)
+
+        def open_either() -> int:
+            # Twice: a write committed between the look for its temporary and the open of
+            # the final name would be missed once, never twice.
+            for _ in range(2):
+                for path in [*_temporaries_of(final), final]:
+                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            raise ObjectMissing(f"no object or write under way {key!r}")
+
+        fd = await _in_thread(open_either, f"cannot open {key!r}")
+        return LocalGrowingObject(fd, key, in_memory=self._in_memory)
+
     async def size(self, key: str) -> int | None:
         """The file's size, or None if there is no such object."""
         path = self.path(key)
@@ -227,6 +250,54 @@ class LocalStore(ObjectStore):
         while batch := await _in_thread(lambda: list(islice(walk, LIST_BATCH)), "cannot list"):
             for item in batch:
                 yield item
+
+
+class LocalGrowingObject(GrowingObject):
+    """A file read while its writer may still append to it."""
+
+    def __init__(self, fd: int, key: str, *, in_memory: bool) -> None:
+        self._fd = fd
+        self._key = key
+        self._in_memory = in_memory
+
+    async def available(self) -> int:
+        """The file's size now (an fstat does not wait for a disk)."""
+        try:
+            return os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise StorageError(f"cannot stat {self._key!r}: {exc.strerror or exc}") from exc
+
+    async def read_into(self, view: memoryview, offset: int) -> int:
+        """Read in the event loop what is in memory, the rest in a worker thread."""
+        try:
+            got, done = read_cached(self._fd, view, offset, in_memory=self._in_memory)
+        except OSError as exc:
+            raise StorageError(f"cannot read {self._key!r}: {exc.strerror or exc}") from exc
+        if done:
+            await anyio.lowlevel.checkpoint()
+            return got
+        rest = view[got:]
+        return got + await _in_thread(
+            lambda: read_full(self._fd, rest, offset + got), f"cannot read {self._key!r}"
+        )
+
+    async def close(self) -> None:
+        """Close the file (does not block)."""
+        os.close(self._fd)
+
+
+def _temporaries_of(final: Path) -> list[Path]:
+    """The temporary files of writes under way to `final` (normally one at most)."""
+    try:
+        with os.scandir(final.parent) as scan:
+            names = [entry.name for entry in scan]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [
+        final.with_name(name)
+        for name in names
+        if (match := _TEMPORARY.fullmatch(name)) is not None and match["name"] == final.name
+    ]
 
 
 class LocalWriter(ObjectWriter):
