@@ -69,6 +69,11 @@ def _options() -> argparse.Namespace:
         action="store_true",
         help="only PUT → ready and tus → ready (and, embedded, the resumable memory case)",
     )
+    parser.add_argument(
+        "--only-uploads",
+        action="store_true",
+        help="only the upload cases: nginx PUT (embedded), PUT, form and tus → ready, 4 KiB PUT",
+    )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
     options = parser.parse_args()
@@ -79,7 +84,9 @@ def _options() -> argparse.Namespace:
     options.modes = (
         options.modes or ("embedded" if options.quick else "embedded,production")
     ).split(",")
-    options.big = not (options.quick or options.skip_big or options.only_tus)
+    options.big = not (
+        options.quick or options.skip_big or options.only_tus or options.only_uploads
+    )
     options.json = options.json or Path(
         "bench/results-quick.json" if options.quick else "bench/results.json"
     )
@@ -106,6 +113,13 @@ def _sealdrop_runs(
 ) -> list[Callable[[], Sample]]:
     if options.only_tus:
         return [sealdrop.upload, sealdrop.upload_tus]
+    if options.only_uploads:
+        return [
+            sealdrop.upload,
+            sealdrop.upload_form,
+            sealdrop.upload_tus,
+            lambda: sealdrop.small_latency(options.small_count),
+        ]
     return [
         sealdrop.download,
         sealdrop.download_range,
@@ -143,6 +157,8 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
         ]
         if options.only_tus:
             runs = _sealdrop_runs(sealdrop, options)
+        if options.only_uploads:
+            runs = [references.put, *_sealdrop_runs(sealdrop, options)]
         print(f"embedded: {options.rounds} rounds of {len(runs)} cases", flush=True)
         _rounds(results, runs, options.rounds, stack)
     finally:
