@@ -81,6 +81,15 @@ def _fake_blob() -> SealedBlob:
 async def test_a_job_is_followed_while_its_body_arrives_and_finished_once_received(
     idle_client: AppClient,
 ) -> None:
+    await check_followed_job(idle_client)
+
+
+async def test_the_janitor_cancels_an_upload_whose_api_is_gone(idle_client: AppClient) -> None:
+    await check_dead_upload_cancelled(idle_client)
+
+
+async def check_followed_job(idle_client: AppClient) -> None:
+    """Claim, hand back, claim again and finish a job whose body arrives meanwhile."""
     put = HeldBody(idle_client)
     await _until_job(idle_client)
     assert await _rows(idle_client) == [("receiving", "pending", None)]
@@ -108,7 +117,8 @@ async def test_a_job_is_followed_while_its_body_arrives_and_finished_once_receiv
     assert (await idle_client.get(f"/d/{token}")).content == put.data
 
 
-async def test_the_janitor_cancels_an_upload_whose_api_is_gone(idle_client: AppClient) -> None:
+async def check_dead_upload_cancelled(idle_client: AppClient) -> None:
+    """An upload older than any may last is cancelled by the janitor, rows and bytes."""
     put = HeldBody(idle_client)
     await _until_job(idle_client)
     services = idle_client.services
