@@ -151,17 +151,18 @@ async def _reseal_arriving(
         # No write under way and nothing committed: the upload was aborted.
         raise queue.LeaseLost() from None
     try:
-        opener = _opener(staging_key, await follow.read_header(services, job, staged), job.size)
-        plain_buffer = bytearray(opener.layout.segment_size)
-        index = 0
-        async for sealed in follow.segments(services, job, staged, opener.layout):
-            try:
-                plain = opener.open_into(index, sealed, plain_buffer)
-            except sealing.SealError as error:
-                raise PermanentFailure(f"staged segment {index} failed: {error}") from None
-            for segment in sealer.feed(plain):
-                await writer.write(segment)
-            index += 1
+        async with follow.following(services, job, staged) as follower:
+            opener = _opener(staging_key, await follower.header(), job.size)
+            plain_buffer = bytearray(opener.layout.segment_size)
+            index = 0
+            async for sealed in follower.segments(opener.layout):
+                try:
+                    plain = opener.open_into(index, sealed, plain_buffer)
+                except sealing.SealError as error:
+                    raise PermanentFailure(f"staged segment {index} failed: {error}") from None
+                for segment in sealer.feed(plain):
+                    await writer.write(segment)
+                index += 1
     finally:
         await staged.close()
 

@@ -22,6 +22,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import insert, select
 
@@ -217,7 +218,14 @@ async def _receive_arriving(
     await services.notifier.job_queued()
     try:
         async with _upload_deadline(services.settings.max_upload_seconds):
-            size, digest = await _seal_into(services, writer, staging_key, body, declared_size)
+            size, digest = await _seal_into(
+                services,
+                writer,
+                staging_key,
+                body,
+                declared_size,
+                grew=partial(services.notifier.staging_grew, job_id),
+            )
             await writer.commit()
         await arriving.record_received(services, created.link_id, job_id, digest)
     except BaseException:
@@ -283,7 +291,11 @@ async def _seal_into(
     staging_key: bytes,
     body: AsyncIterator[sealing.Buffer],
     declared_size: int | None,
+    *,
+    grew: Callable[[], None] | None = None,
 ) -> tuple[int, bytes]:
+    """Seal `body` into `writer`; its size and SHA-256. `grew` is told of each segment
+    written (a worker may be following the write)."""
     limit = services.settings.max_upload_bytes
     sealer = sealing.SegmentSealer(staging_key, segment_log2=services.settings.segment_log2)
     digest = BackgroundDigest()
@@ -296,6 +308,8 @@ async def _seal_into(
         # Each segment is sealed into one reused buffer and written out before the next.
         for segment in sealer.feed(chunk):
             await writer.write(segment)
+            if grew is not None:
+                grew()
     if declared_size is not None and sealer.plaintext_size != declared_size:
         raise UploadAborted("the body was shorter than its Content-Length; nothing was kept")
     await writer.write(sealer.finish())
