@@ -408,7 +408,11 @@ def storage_init(_args: argparse.Namespace) -> None:
     settings = _settings()
     _logging(settings)
     for line in asyncio.run(
-        init_buckets(settings.resolved_storage_url, settings.resolved_staging_url)
+        init_buckets(
+            settings.resolved_storage_url,
+            settings.resolved_staging_url,
+            public_url=settings.public_url,
+        )
     ):
         print(line)
 

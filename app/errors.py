@@ -158,7 +158,8 @@ class BlobCorrupted(SealdropError):
 
 
 class UploadNotFound(SealdropError):
-    """No resumable upload has this id (never created, or removed long ago)."""
+    """No resumable or direct upload has this id (never created, completed, cancelled or
+    removed), or this server has no direct uploads."""
 
     status = 404
     message = "no such upload"

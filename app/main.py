@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import migrate
-from app.api import discovery, downloads, health, links, tus, uploads
+from app.api import direct_uploads, discovery, downloads, health, links, tus, uploads
 from app.http import error_answers as errors
 from app.http import openapi
 from app.http.proxies import ForwardedPeer
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(downloads.router)
     app.include_router(discovery.router)
     app.include_router(tus.router)
+    app.include_router(direct_uploads.router)
     app.include_router(uploads.router)  # last: PUT /{filename} catches any single segment
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

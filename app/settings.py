@@ -108,10 +108,12 @@ class Settings(BaseSettings):
     # 5 GiB at 1 Mbit/s; an upload still arriving after this is ended (408), so that the
     # janitor can treat older unfinished writes as abandoned.
     max_upload_seconds: float = Field(default=12 * 3600, gt=0)
-    # A resumable (tus) upload that receives no byte for this long is removed with
-    # everything it staged; it must also end within `max_upload_seconds` of its creation.
+    # A resumable (tus) or direct upload that receives no byte for this long is removed
+    # with everything it staged; it must also end within `max_upload_seconds` of its creation.
     unfinished_upload_seconds: float = Field(default=3600, gt=0)
     upload_wait_seconds: float = 30.0
+    # How long a presigned S3 UploadPart URL of a direct upload stays valid.
+    direct_url_seconds: int = Field(default=900, gt=0)
     max_upload_waiters: int = 256
 
     worker: Literal["embedded", "off"] = "embedded"

@@ -42,6 +42,7 @@ PRODUCTION_RATIOS = [
     Ratio("GET", "S3 GET", None),
     Ratio("GET range", "S3 GET range", None),
     Ratio("PUT → ready", "S3 PUT", None),
+    Ratio("direct → ready", "PUT → ready", None),
     Ratio("POST form → ready", "PUT → ready", 0.9),
     Ratio("tus → ready", "PUT → ready", 0.9),
     Ratio("unknown token, cache warm", "GET /healthz", 0.5),
@@ -72,7 +73,8 @@ def _options() -> argparse.Namespace:
     parser.add_argument(
         "--only-uploads",
         action="store_true",
-        help="only the upload cases: nginx PUT (embedded), PUT, form and tus → ready, 4 KiB PUT",
+        help="only the upload cases: embedded, nginx PUT, PUT, form and tus → ready and the "
+        "4 KiB PUT; production, PUT → ready and direct → ready (and S3 PUT)",
     )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
@@ -252,9 +254,12 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
                 references.get_range,
                 references.put,
                 *_sealdrop_runs(sealdrop, options),
+                sealdrop.upload_direct,
             ]
             if options.only_tus:
                 runs = _sealdrop_runs(sealdrop, options)
+            if options.only_uploads:
+                runs = [references.put, sealdrop.upload, sealdrop.upload_direct]
             print(f"production: {options.rounds} rounds of {len(runs)} cases", flush=True)
             _rounds(results, runs, options.rounds, stack)
             references.cleanup()

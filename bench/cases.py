@@ -195,6 +195,19 @@ class SealdropCases:
         """POST the large file as a multipart form and wait for the link to be ready."""
         return self._upload("POST form → ready", clients.post_form, "/api/v1/links")
 
+    def upload_direct(self) -> Sample:
+        """A direct upload of the large file (sealed here, parts PUT to S3) until ready."""
+        from bench import direct
+
+        usage: dict[str, Usage] = {}
+        warm_memory(self.stack.root, 2 * self.files.size)
+        with measured(self.stack.probes, usage):
+            seconds, created = direct.upload(self.stack.base_url, self.files.big)
+        self._delete(created)
+        return Sample(
+            "direct → ready", mbps(self.files.size, seconds), "MB/s", self.files.size, usage
+        )
+
     def upload_tus(self, name: str = "tus → ready") -> Sample:
         """Upload the large file with tus in 50 MiB PATCHes and wait for the link to be ready."""
         if not self._tus_chunks:

@@ -29,7 +29,7 @@ from app.db.models import (
     TusUpload,
 )
 from app.db.session import transaction
-from app.domain import arriving, resumable, staged, storage_cap
+from app.domain import arriving, direct_uploads, resumable, staged, storage_cap
 from app.services import Services
 from app.storage.object_keys import (
     BLOBS_PREFIX,
@@ -57,6 +57,7 @@ class Report:
     tombstones_removed: int = 0
     objects_swept: list[str] = field(default_factory=list)
     uploads_aborted: int = 0
+    direct_uploads_expired: int = 0
     reservations_released: int = 0
     stored_bytes_drift: int = 0
 
@@ -70,6 +71,7 @@ async def run_once(services: Services) -> Report:
     report.links_purged = await purge_links(services)
     report.tombstones_removed = await remove_old_tombstones(services)
     report.objects_swept = await sweep_orphans(services)
+    report.direct_uploads_expired = await direct_uploads.expire_idle(services)
     report.uploads_aborted = await abort_stale_uploads(services)
     report.reservations_released = await storage_cap.release_abandoned(services)
     report.stored_bytes_drift = await storage_cap.recount(services)
@@ -77,6 +79,7 @@ async def run_once(services: Services) -> Report:
         report.jobs_failed,
         report.uploads_cancelled,
         report.resumable_expired,
+        report.direct_uploads_expired,
         report.links_purged,
         report.objects_swept,
     )
@@ -224,7 +227,12 @@ async def sweep_orphans(services: Services) -> list[str]:
 
 async def _staging_object_known(services: Services, key: str) -> bool:
     job_id = job_id_of(key)
-    return job_id is not None and await _job_uses_staging(services, job_id)
+    if job_id is None:
+        return False
+    # A direct upload's object is written by its client and named by its row.
+    return await _job_uses_staging(services, job_id) or await direct_uploads.known_job(
+        services, job_id
+    )
 
 
 async def _blob_object_known(services: Services, key: str) -> bool:
@@ -276,8 +284,17 @@ async def abort_stale_uploads(services: Services) -> int:
             async for pending in store.list_pending_uploads(prefix):
                 # Only a job's write is known by a row (its running attempt's blob id).
                 old = _old(pending.started, max_age)
-                if not old or await _blob_object_known(services, pending.key):
+                if not old or await _write_known(services, pending.key):
                     continue
                 await store.abort_upload(pending.key, pending.upload_id)
                 aborted += 1
     return aborted
+
+
+async def _write_known(services: Services, key: str) -> bool:
+    """Whether a row owns this unfinished write: a running job's blob, or a direct upload
+    (which `direct_uploads.expire_idle` removes when it goes idle)."""
+    job_id = job_id_of(key)
+    if job_id is not None:
+        return await direct_uploads.known_job(services, job_id)
+    return await _blob_object_known(services, key)

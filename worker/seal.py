@@ -20,6 +20,7 @@ the attempt then waits for the API to record the whole body before it may finish
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from app.crypto import sealing
 from app.crypto.digests import BackgroundDigest
@@ -72,8 +73,8 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
         if job.following:
             await _reseal_arriving(services, job, staging_key, sealer, writer)
         else:
-            for key, size in sources:
-                header = await _read_staging_header(services, key)
+            for key, size, recorded in sources:
+                header = recorded or await _read_staging_header(services, key)
                 opener = _opener(staging_key, header, size)
                 await _reseal(services, key, opener, sealer, writer, digest)
         await writer.write(sealer.finish())
@@ -110,15 +111,17 @@ def _staging_key(services: Services, job: ClaimedJob) -> bytes:
         raise PermanentFailure(f"staging key cannot be unwrapped: {error}") from None
 
 
-def _staged_sources(job: ClaimedJob) -> list[tuple[str, int]]:
-    """The staged objects to read in order, each with its plaintext size: the upload's one
-    object, or a resumable upload's pieces (each a v1 object under the staging key)."""
+def _staged_sources(job: ClaimedJob) -> list[tuple[str, int, bytes | None]]:
+    """The staged objects to read in order: key, plaintext size, and the header recorded
+    for it (None: read it from the object). That is the upload's one object, or a resumable
+    upload's pieces, each a v1 object under the staging key whose header, with its own
+    nonce prefix, the row recorded: pieces swapped in the store fail to open."""
     pieces = load_pieces(job.staging_pieces)
     if pieces is None:
-        return [(staging_object_key(job.id), job.size)]
-    if sum(size for _, size in pieces) != job.size:
+        return [(staging_object_key(job.id), job.size, None)]
+    if sum(piece.size for piece in pieces) != job.size:
         raise PermanentFailure("the staged pieces do not add up to the upload's size")
-    return [(piece_object_key(job.id, piece_id), size) for piece_id, size in pieces]
+    return [(piece_object_key(job.id, piece.id), piece.size, piece.header) for piece in pieces]
 
 
 async def _read_staging_header(services: Services, key: str) -> bytes:
@@ -167,6 +170,15 @@ async def _reseal_arriving(
         await staged.close()
 
 
+async def _present(chunks: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+    """`chunks`, a missing object being permanent (a piece deleted from the store)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except ObjectMissing:
+        raise PermanentFailure("a staged piece of the upload is missing") from None
+
+
 async def _reseal(
     services: Services,
     key: str,
@@ -188,7 +200,7 @@ async def _reseal(
     plain_buffer = bytearray(layout.segment_size)
     index = 0
     try:
-        async for sealed in chunks:
+        async for sealed in _present(chunks):
             try:
                 plain = opener.open_into(index, sealed, plain_buffer)
             except sealing.SealError as error:

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from app.domain import direct_uploads
 from app.http import tus
 from app.http.deps import ServicesDep
 
@@ -37,19 +38,22 @@ class DiscoveryOut(BaseModel):
 async def discovery(services: ServicesDep) -> JSONResponse:
     """Limits and upload paths (`put`, `tus`, and `direct` when staging is on S3)."""
     settings = services.settings
+    uploads: dict[str, dict[str, Any]] = {
+        "put": {"url": "/"},
+        "tus": {
+            "url": tus.TUS_PATH + "/",
+            "version": tus.TUS_VERSION,
+            "extensions": list(tus.EXTENSIONS),
+            "chunk_size": tus.CHUNK_SIZE,
+        },
+    }
+    if direct_uploads.available(services):
+        uploads["direct"] = {"url": "/api/v1/direct-uploads"}
     body = DiscoveryOut(
         service="sealdrop",
         api_version=1,
         max_upload_bytes=settings.max_upload_bytes,
         max_expires_seconds=settings.max_ttl,
-        uploads={
-            "put": {"url": "/"},
-            "tus": {
-                "url": tus.TUS_PATH + "/",
-                "version": tus.TUS_VERSION,
-                "extensions": list(tus.EXTENSIONS),
-                "chunk_size": tus.CHUNK_SIZE,
-            },
-        },
+        uploads=uploads,
     )
     return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})

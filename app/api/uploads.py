@@ -43,7 +43,7 @@ class CreatedLinkOut(BaseModel):
     expires_at: str
     state: str
     size: int
-    sha256: str
+    sha256: str | None  # null until sealed when the API never saw the plaintext
 
 
 CREATED: dict[int | str, dict[str, Any]] = {
@@ -249,6 +249,14 @@ class _FormOptions:
         )
 
 
+async def answer_created(
+    request: Request, services: Services, created: CreatedLink, name: str, *, wait: bool
+) -> Response:
+    """The answer to a created link: 201 once sealed (waiting for it if `wait`), else 202;
+    JSON for API clients, the share URL as one line for curl."""
+    return await _answer(request, services, created, name, wait=wait)
+
+
 async def _answer(
     request: Request, services: Services, created: CreatedLink, name: str, *, wait: bool
 ) -> Response:
@@ -281,7 +289,7 @@ async def _answer(
             expires_at=created.expires_at.isoformat().replace("+00:00", "Z"),
             state=state,
             size=created.size,
-            sha256=created.sha256.hex(),
+            sha256=created.sha256.hex() if created.sha256 is not None else None,
         )
         return JSONResponse(body.model_dump(), status, headers=headers)
     return PlainTextResponse(url + "\n", status, headers=headers)

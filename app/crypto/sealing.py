@@ -395,3 +395,86 @@ def open_range(data_key: bytes, blob: Buffer, plaintext_size: int, start: int, s
     parts[-1] = parts[-1][: stop - segments[-1] * layout.segment_size]
     parts[0] = parts[0][start - segments[0] * layout.segment_size :]
     return b"".join(parts)
+
+
+# Direct uploads (docs/architecture.md, "Direct-to-storage uploads"): the client seals a
+# file in parts, one S3 multipart part each, that concatenate to exactly the blob `seal`
+# would make. Part k holds plaintext [(k-1)·part_size, min(k·part_size, size)); part 1 has
+# the header in front; segment indices count over the whole file.
+
+
+@dataclass(frozen=True, slots=True)
+class PartPlan:
+    """How a file of `size` bytes is cut into parts of `part_size` plaintext bytes (a
+    multiple of the segment size), and what each part weighs sealed."""
+
+    size: int
+    part_size: int
+    segment_log2: int
+
+    def __post_init__(self) -> None:
+        segment = 1 << self.segment_log2
+        if self.part_size <= 0 or self.part_size % segment:
+            raise ValueError("part_size must be a positive multiple of the segment size")
+        Layout(self.size, self.segment_log2)  # refuses what no blob can hold
+
+    @property
+    def part_count(self) -> int:
+        """How many parts: an empty file is one part (the header and one empty segment)."""
+        return max(1, -(-self.size // self.part_size))
+
+    def plain_range(self, number: int) -> tuple[int, int]:
+        """[start, stop) of the plaintext in part `number` (1-based)."""
+        self._check(number)
+        start = (number - 1) * self.part_size
+        return start, min(start + self.part_size, self.size)
+
+    def first_segment(self, number: int) -> int:
+        """The global index of part `number`'s first segment."""
+        return self.plain_range(number)[0] >> self.segment_log2
+
+    def is_last(self, number: int) -> bool:
+        """Whether part `number` holds the file's last segment."""
+        return number == self.part_count
+
+    def sealed_size(self, number: int) -> int:
+        """The bytes of part `number` once sealed: header (part 1), plaintext, one tag per
+        segment."""
+        start, stop = self.plain_range(number)
+        segments = max(1, -(-(stop - start) >> self.segment_log2))
+        return (HEADER_SIZE if number == 1 else 0) + (stop - start) + TAG_SIZE * segments
+
+    def _check(self, number: int) -> None:
+        if not 1 <= number <= self.part_count:
+            raise IndexError(f"part {number} is outside 1..{self.part_count}")
+
+
+def seal_part(
+    data_key: bytes, header: Buffer, first_segment: int, plaintext: Buffer, *, last: bool
+) -> bytes:
+    """Seal one part of a blob: the segments of `plaintext`, indexed from `first_segment`.
+
+    The part that starts at segment 0 gets the header in front (the caller adds nothing).
+    `plaintext` must be whole segments unless `last`, which marks its final segment as the
+    blob's last (an empty last part is one empty segment). Concatenating the parts of a
+    `PartPlan` in order gives exactly the blob `seal` makes with the same header.
+    """
+    segment_log2, prefix = parse_header(header)
+    if segment_log2 not in WRITER_SEGMENT_LOG2:
+        raise SealError(f"writers use segment_log2 16..20, not {segment_log2}")
+    cipher = _cipher(data_key)
+    view = _byte_view(plaintext)
+    size = 1 << segment_log2
+    if not last and (len(view) == 0 or len(view) % size):
+        raise SealError("a part that is not the last must hold whole segments")
+    count = max(1, -(-len(view) // size))
+    if first_segment < 0 or first_segment + count > MAX_SEGMENT_COUNT:
+        raise SealError("segment index out of range")
+    associated = bytes(header)
+    out = [associated] if first_segment == 0 else []
+    for offset in range(count):
+        index = first_segment + offset
+        is_last = last and offset == count - 1
+        chunk = view[offset * size : (offset + 1) * size]
+        out.append(cipher.encrypt(_nonce(prefix, index, is_last), chunk, associated))
+    return b"".join(out)

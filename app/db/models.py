@@ -288,3 +288,49 @@ class TusUpload(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
 
     __table_args__ = (Index("ix_tus_uploads_state_expires_at", "state", "expires_at"),)
+
+
+class DirectUploadState(StrEnum):
+    """Where a direct upload is: taking parts, or being completed by one request."""
+
+    OPEN = "open"
+    COMPLETING = "completing"
+
+
+class DirectUpload(Base):
+    """A direct upload in progress: the client puts sealed parts straight into S3 under
+    the staging key of its future job (`job_id`, also the staged object's name).
+
+    The upload's id is its capability and is stored only as its SHA-256 (`id_hash`). The
+    link's options are checked and kept here (the password as its argon2 hash) until the
+    upload completes into the link and job rows, in the transaction that deletes this one.
+    """
+
+    __tablename__ = "direct_uploads"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    s3_upload_id: Mapped[str] = mapped_column(Text)
+    state: Mapped[DirectUploadState] = mapped_column(
+        StateString(DirectUploadState), default=DirectUploadState.OPEN
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    segment_log2: Mapped[int] = mapped_column(Integer)
+    staging_key_id: Mapped[str] = mapped_column(String(64))
+    staging_wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(60))
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(255))
+    ttl_seconds: Mapped[int] = mapped_column(Integer)
+    max_ttl_seconds: Mapped[int] = mapped_column(Integer)
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    uploader_id: Mapped[str | None] = mapped_column(ForeignKey("uploaders.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+    # The last time the API saw the upload move (creation, a listing that found a newer
+    # part); the janitor asks S3 for the newest part before it decides the upload is idle.
+    last_activity_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
+    # Past this the upload is removed however active: S3's lifecycle rule would abort it.
+    deadline_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_direct_uploads_last_activity_at", "last_activity_at"),)

@@ -49,7 +49,7 @@ from app.errors import (
 from app.infra import metrics
 from app.services import Services
 from app.storage.base import ObjectWriter
-from app.storage.object_keys import dump_pieces, load_pieces
+from app.storage.object_keys import Piece, dump_pieces, load_pieces
 
 log = logging.getLogger("sealdrop.resumable")
 
@@ -107,20 +107,20 @@ async def append(
         excess = declared - (row.length - offset)
         raise UploadTooLarge(f"this PATCH would pass Upload-Length by {excess} bytes")
     if row.offset == row.length or declared == 0:
-        return (await _settle(services, upload_id, row, None, 0))[0]
+        return (await _settle(services, upload_id, row, None))[0]
     source = _Pushback(body)
     while True:
         if len(load_pieces(row.pieces) or []) >= MAX_PIECES:
             raise BadRequest(f"an upload may have at most {MAX_PIECES} pieces; send larger PATCHes")
         piece_id = new_id()
         key = resumable.piece_key(row.job_id, piece_id)
-        size, cut, more = await _seal_piece(services, key, row, source, checksum)
+        size, cut, more, header = await _seal_piece(services, key, row, source, checksum)
         if size == 0:
             if cut is not None and row.offset == offset:
                 raise cut
-            return (await _settle(services, upload_id, row, None, 0))[0]
+            return (await _settle(services, upload_id, row, None))[0]
         try:
-            appended, row = await _settle(services, upload_id, row, piece_id, size)
+            appended, row = await _settle(services, upload_id, row, Piece(piece_id, size, header))
         except BaseException:
             await asyncio.shield(services.staging.delete(key))
             raise
@@ -188,9 +188,9 @@ async def _seal_piece(
     row: _Open,
     body: _Pushback,
     checksum: bytes | None,
-) -> tuple[int, SealdropError | None, bool]:
+) -> tuple[int, SealdropError | None, bool, bytes]:
     """Seal and commit one piece: (its size, why the body broke off if it did, whether
-    more of the body follows it)."""
+    more of the body follows it, its header)."""
     room = row.length - row.offset
     whole = checksum is not None  # the checksum vouches for the whole body only
     most = room if whole else min(room, PIECE_BYTES)
@@ -232,13 +232,13 @@ async def _seal_piece(
             raise ChecksumMismatch()
         if sealer.plaintext_size == 0:
             await writer.abort()
-            return 0, cut, False
+            return 0, cut, False, sealer.header
         await writer.write(sealer.finish())
         await writer.commit()
     except BaseException:
         await asyncio.shield(writer.abort())
         raise
-    return sealer.plaintext_size, cut, more
+    return sealer.plaintext_size, cut, more, sealer.header
 
 
 async def _write_segments(
@@ -250,16 +250,16 @@ async def _write_segments(
 
 
 async def _settle(
-    services: Services, upload_id: str, row: _Open, piece_id: str | None, size: int
+    services: Services, upload_id: str, row: _Open, piece: Piece | None
 ) -> tuple[Appended, _Open]:
-    """Acknowledge `size` more bytes (the piece `piece_id`), and complete the upload if
-    they were its last; 409 if another PATCH moved the offset first. Returns the outcome
-    and the row as it is now."""
+    """Acknowledge `piece` (none: nothing new), and complete the upload if it held the
+    last bytes; 409 if another PATCH moved the offset first. Returns the outcome and the
+    row as it is now."""
     settings = services.settings
     pieces = load_pieces(row.pieces) or []
-    if piece_id is not None:
-        pieces.append((piece_id, size))
-    offset = row.offset + size
+    if piece is not None:
+        pieces.append(piece)
+    offset = row.offset + (piece.size if piece is not None else 0)
     now = replace(row, offset=offset, pieces=dump_pieces(pieces))
     later = db_now_plus(seconds(settings.unfinished_upload_seconds))
     async with transaction(services.sessions, immediate=True) as session:
@@ -300,7 +300,7 @@ async def _complete(
     session: AsyncSession,
     upload_id: str,
     job_id: str,
-    pieces: list[tuple[str, int]],
+    pieces: list[Piece],
 ) -> tuple[CreatedLink, str]:
     """In the acknowledging transaction: the link (pending), its job (the staging key
     moved from the upload's row to the job's), and the job's storage reservation."""
@@ -308,6 +308,7 @@ async def _complete(
     if up.uploader_id is not None:
         await upload_policy.hold_for_link(session, await _admitted(session, up.uploader_id))
     token, manage_token, link_id = resumable.link_token(upload_id), new_token(), new_id()
+    filename = up.filename  # read before the UPDATE below clears it (and the loaded object)
     await session.execute(
         insert(Link).values(
             id=link_id,
@@ -344,7 +345,12 @@ async def _complete(
             link_id=link_id,
             staging_key_id=None,
             staging_wrapped_key=None,
+            # The link row holds them now, and clears them when it is purged: a copy
+            # here would outlive it.
             password_hash=None,
+            filename="",
+            content_type="",
+            upload_metadata=None,
         )
     )
     await storage_cap.hold_for_job(session, job_id, up.length, services.settings.segment_log2)
@@ -359,7 +365,7 @@ async def _complete(
         size=up.length,
         sha256=b"",
     )
-    return created, up.filename
+    return created, filename
 
 
 async def _admitted(session: AsyncSession, uploader_id: str) -> Admitted:

@@ -247,3 +247,14 @@ async def stored_bytes(services: Services) -> int:
             select(StorageUsage.stored_bytes).where(StorageUsage.id == USAGE_ROW)
         )
     return int(total or 0)
+
+
+async def release_in_flight(session: AsyncSession, job_id: str) -> None:
+    """In the caller's transaction: give back an upload's reservation while its bytes are
+    still arriving (a direct upload cancelled or expired)."""
+    freed = await session.scalar(
+        delete(StorageReservation)
+        .where(StorageReservation.id == job_id, StorageReservation.in_flight)
+        .returning(StorageReservation.bytes)
+    )
+    await add(session, -(freed or 0))

@@ -74,7 +74,7 @@ class CreatedLink:
     expires_at: datetime
     state: LinkState
     size: int
-    sha256: bytes
+    sha256: bytes | None  # None until the worker computes it (direct uploads)
 
 
 def parse_expires_in(text: str | None, max_ttl: int) -> int:

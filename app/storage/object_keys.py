@@ -7,7 +7,9 @@ The prefixes are a stored contract: objects already written live under them, and
 
 from __future__ import annotations
 
+import base64
 import json
+from dataclasses import dataclass
 
 STAGING_PREFIX = "staging/"
 BLOBS_PREFIX = "blobs/"
@@ -28,16 +30,37 @@ def piece_prefix(job_id: str) -> str:
     return f"{STAGING_PREFIX}{job_id}."
 
 
-def dump_pieces(pieces: list[tuple[str, int]]) -> str:
-    """A job's pieces as stored in its row: JSON `[[piece id, plaintext size], …]`."""
-    return json.dumps([[piece_id, size] for piece_id, size in pieces], separators=(",", ":"))
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One staged piece of a resumable upload: its id, plaintext size, and its header.
+
+    The header (with the piece's random nonce prefix) is every segment's associated data:
+    a reader that takes it from the row, not from the object, opens a piece only at its
+    own place in the list, so pieces swapped in the store fail instead of reordering the
+    file.
+    """
+
+    id: str
+    size: int
+    header: bytes
 
 
-def load_pieces(text: str | None) -> list[tuple[str, int]] | None:
+def dump_pieces(pieces: list[Piece]) -> str:
+    """A job's pieces as stored in its row: JSON `[[id, size, base64url(header)], …]`."""
+    return json.dumps(
+        [[p.id, p.size, base64.urlsafe_b64encode(p.header).decode()] for p in pieces],
+        separators=(",", ":"),
+    )
+
+
+def load_pieces(text: str | None) -> list[Piece] | None:
     """The pieces stored in a row, in order; None for a job staged as one object."""
     if text is None:
         return None
-    return [(str(piece_id), int(size)) for piece_id, size in json.loads(text)]
+    return [
+        Piece(str(piece_id), int(size), base64.urlsafe_b64decode(header))
+        for piece_id, size, header in json.loads(text)
+    ]
 
 
 def staged_object_keys(job_id: str, pieces: str | None) -> list[str]:
@@ -45,7 +68,7 @@ def staged_object_keys(job_id: str, pieces: str | None) -> list[str]:
     loaded = load_pieces(pieces)
     if loaded is None:
         return [staging_object_key(job_id)]
-    return [piece_object_key(job_id, piece_id) for piece_id, _ in loaded]
+    return [piece_object_key(job_id, piece.id) for piece in loaded]
 
 
 def blob_object_key(blob_id: str) -> str:

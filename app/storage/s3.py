@@ -26,6 +26,7 @@ from app.storage.base import (
     check_range,
 )
 from app.storage.s3_client import MAX_ATTEMPTS, READ_TIMEOUT_SECONDS, S3Calls
+from app.storage.s3_direct import S3Direct
 from app.storage.s3_setup import init_buckets
 from app.storage.s3_writer import S3Writer, abort_multipart
 from app.storage.urls import S3Location
@@ -144,6 +145,10 @@ class S3Store(ObjectStore):
             )
         except ObjectMissing:
             raise StorageError(f"S3 bucket {self.bucket!r} does not exist", code="404") from None
+
+    def direct(self) -> S3Direct:
+        """Direct (client-written) multipart uploads into this bucket."""
+        return S3Direct(self._s3)
 
     async def close(self) -> None:
         """Close the client's connections."""

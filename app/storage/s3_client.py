@@ -56,6 +56,9 @@ def make_client(
         retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=MAX_CONCURRENT_CALLS,
         s3={"addressing_style": "path"},
+        # SigV4 for presigned URLs too (botocore may presign with SigV2, which newer AWS
+        # regions refuse); ordinary calls are SigV4 already.
+        signature_version="s3v4",
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )

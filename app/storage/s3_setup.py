@@ -4,12 +4,15 @@ Idempotent: it can run at every deployment. Buckets are created if missing, publ
 is blocked, and lifecycle rules are merged into whatever rules the buckets already have
 (ours are recognised by their ids): staging objects expire after a day, and incomplete
 multipart uploads are aborted after a day in both buckets. A versioned staging bucket is
-refused, because a deleted staging object would live on as an old version.
+refused, because a deleted staging object would live on as an old version. With a public
+URL, the staging bucket gets a CORS rule (ours, by its id, beside any others) that lets
+the upload page PUT direct-upload parts from that origin and read their `ETag`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from app.settings import S3_LIFECYCLE_DAYS
 from app.storage.base import StorageError
@@ -19,6 +22,8 @@ from app.storage.urls import S3Location, parse_store_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import (
+        CORSRuleOutputTypeDef,
+        CORSRuleTypeDef,
         LifecycleRuleOutputTypeDef,
         LifecycleRuleTypeDef,
         PublicAccessBlockConfigurationTypeDef,
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
 
 EXPIRE_STAGING_RULE = "sealdrop-expire-staging"
 ABORT_UPLOADS_RULE = "sealdrop-abort-incomplete-uploads"
+DIRECT_UPLOADS_CORS_RULE = "sealdrop-direct-uploads"
+_NO_CORS = frozenset({"NoSuchCORSConfiguration"})
 _MISSING_BUCKET = frozenset({"404", "NoSuchBucket", "NotFound"})
 _NO_LIFECYCLE = frozenset({"NoSuchLifecycleConfiguration"})
 _UNSUPPORTED = frozenset({"NotImplemented"})
@@ -40,8 +47,14 @@ _ALL_BLOCKED: PublicAccessBlockConfigurationTypeDef = {
 _ACLS_IGNORED: PublicAccessBlockConfigurationTypeDef = {**_ALL_BLOCKED, "BlockPublicAcls": False}
 
 
-async def init_buckets(blob_url: str, staging_url: str) -> list[str]:
+async def init_buckets(
+    blob_url: str, staging_url: str, *, public_url: str | None = None
+) -> list[str]:
     """Create and configure both buckets (they may be one); return what was done, per line.
+
+    `public_url` (SEALDROP_PUBLIC_URL) is the origin whose pages may PUT direct-upload
+    parts into the staging bucket; without it no CORS rule is set (browsers cannot
+    upload directly, other clients can).
 
     Raises StorageError if a URL is not `s3://`, the staging bucket is versioned, or S3
     refuses a call.
@@ -61,6 +74,7 @@ async def init_buckets(blob_url: str, staging_url: str) -> list[str]:
         for s3 in buckets:
             messages.append(await _block_public_access(s3))
             messages.append(await _set_lifecycle(s3, expire_staging=s3 is staging_s3))
+        messages.append(await _set_cors(staging_s3, public_url))
     finally:
         for s3 in buckets:
             s3.close()
@@ -235,3 +249,57 @@ def _our_rules(*, expire_staging: bool) -> list[LifecycleRuleTypeDef]:
             }
         )
     return rules
+
+
+def public_origin(public_url: str) -> str:
+    """`scheme://host[:port]` of a public URL: what a browser sends as `Origin`."""
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise StorageError("SEALDROP_PUBLIC_URL must be an http(s) URL for the CORS rule")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+async def _set_cors(s3: S3Calls, public_url: str | None) -> str:
+    bucket = s3.location.bucket
+    if not public_url:
+        return (
+            f"bucket {bucket}: no CORS rule (set SEALDROP_PUBLIC_URL so that the upload page "
+            "can send direct uploads)"
+        )
+    origin = public_origin(public_url)
+    ours: CORSRuleTypeDef = {
+        "ID": DIRECT_UPLOADS_CORS_RULE,
+        "AllowedOrigins": [origin],
+        "AllowedMethods": ["PUT"],
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3600,
+    }
+    kept = [rule for rule in await _cors_rules(s3) if rule.get("ID") != DIRECT_UPLOADS_CORS_RULE]
+    try:
+        await s3.call(
+            "setting of CORS rules",
+            s3.client.put_bucket_cors,
+            Bucket=bucket,
+            CORSConfiguration={"CORSRules": [*kept, ours]},
+        )
+    except StorageError as exc:
+        if exc.code not in _UNSUPPORTED:
+            raise
+        return (
+            f"bucket {bucket}: the server does not implement CORS rules (NotImplemented); "
+            f"browsers at {origin} cannot send direct uploads"
+        )
+    return f"bucket {bucket}: CORS rule {DIRECT_UPLOADS_CORS_RULE} set (PUT from {origin})"
+
+
+async def _cors_rules(s3: S3Calls) -> list[CORSRuleOutputTypeDef]:
+    try:
+        response = await s3.call(
+            "reading of CORS rules", s3.client.get_bucket_cors, Bucket=s3.location.bucket
+        )
+    except StorageError as exc:
+        if exc.code not in _NO_CORS:
+            raise
+        return []
+    return list(response.get("CORSRules", []))

@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.crypto.passwords import decode_password
 from app.db.models import LinkState
-from app.domain import link_passwords, links, tickets
+from app.domain import direct_uploads, link_passwords, links, tickets
 from app.domain.links import LinkView
 from app.errors import PasswordRequired, TooManyAttempts
 from app.http import csrf
@@ -91,7 +91,16 @@ async def upload_page(request: Request, services: ServicesDep) -> Response:
         "base_url": public_base(request, services),
         "upload_policy": settings.upload_policy,
     }
-    return render(request, "upload.html", context, page_token=csrf.page_token(request, services))
+    response = render(
+        request, "upload.html", context, page_token=csrf.page_token(request, services)
+    )
+    # Direct uploads send sealed parts straight to the staging bucket's S3 endpoint.
+    if origins := direct_uploads.browser_origins(services):
+        policy = PAGE_HEADERS["Content-Security-Policy"]
+        response.headers["Content-Security-Policy"] = (
+            f"{policy}; connect-src 'self' {' '.join(origins)}"
+        )
+    return response
 
 
 async def render_share_page(request: Request, services: Services, token: str) -> Response:

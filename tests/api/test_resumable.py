@@ -29,7 +29,7 @@ from tests.conftest import AppClient
 from tests.support.asgi import running_app
 from tests.support.datadir import all_files, staging_files
 from tests.support.rows import count_rows
-from worker import janitor
+from worker import janitor, queue, seal
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -153,6 +153,16 @@ async def test_upload_in_three_patches_serves_the_same_bytes(tus_client: AppClie
     assert state["url"] == link
     assert state["offset"] == state["length"] == len(data)
     assert "manage_token" not in state
+    # The file's name and type live in the link row alone (cleared when it is purged).
+    async with tus_client.services.sessions() as session:
+        row = (await session.execute(select(TusUpload))).scalar_one()
+    assert (row.filename, row.content_type, row.upload_metadata, row.password_hash) == (
+        "",
+        "",
+        None,
+        None,
+    )
+    assert "upload-metadata" not in (await tus_client.head(url, headers=TUS)).headers
     assert await count_rows(tus_client.services, Job) == 0  # sealed: the job is done
     assert staging_files(tus_client.services.settings) == []  # the pieces went with it
 
@@ -440,7 +450,7 @@ async def test_a_long_patch_is_acknowledged_piece_by_piece(
     assert answer.headers["upload-offset"] == str(len(data))
     async with tus_client.services.sessions() as session:
         row = (await session.execute(select(TusUpload))).scalar_one()
-    assert [size for _, size in load_pieces(row.pieces) or []] == [100_000, 100_000, 50_000]
+    assert [piece.size for piece in load_pieces(row.pieces) or []] == [100_000, 100_000, 50_000]
     done = await patch(tus_client, url, len(data), b"0123456789")
     served = await tus_client.get(done.headers["sealdrop-download-url"])
     for _ in range(100):
@@ -518,3 +528,21 @@ async def test_an_upload_holds_at_most_max_pieces(
     assert refused.status_code == 400
     assert "pieces" in refused.text
     assert await offset_of(tus_client, url) == 3
+
+
+async def test_pieces_swapped_in_staging_fail_the_link_instead_of_reordering_it(
+    idle_client: AppClient, idle_settings: Settings
+) -> None:
+    url = await create(idle_client, 200_000)
+    await patch(idle_client, url, 0, os.urandom(100_000))
+    done = await patch(idle_client, url, 100_000, os.urandom(100_000))
+    assert done.status_code == 204
+    # Two valid pieces of equal size, each under the upload's key: swapped in the store.
+    first, second = staging_files(idle_settings)
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)
+    job = await queue.claim(idle_client.services, "test-worker")
+    assert job is not None
+    with pytest.raises(seal.PermanentFailure):
+        await seal.seal_attempt(idle_client.services, job)

@@ -9,9 +9,15 @@ from app.storage.base import check_key, check_prefix
 from app.storage.object_keys import (
     BLOBS_PREFIX,
     STAGING_PREFIX,
+    Piece,
     blob_id_of,
     blob_object_key,
+    dump_pieces,
     job_id_of,
+    load_pieces,
+    piece_object_key,
+    piece_prefix,
+    staged_object_keys,
     staging_object_key,
 )
 
@@ -45,3 +51,24 @@ def test_a_key_that_is_no_staging_key_has_no_job_id(key: str) -> None:
 @pytest.mark.parametrize("key", ["staging/abc", "blobs", "blobs/", "old-blobs/abc", ""])
 def test_a_key_that_is_no_blob_key_has_no_blob_id(key: str) -> None:
     assert blob_id_of(key) is None
+
+
+def test_a_piece_is_a_valid_key_whose_job_id_comes_back_out() -> None:
+    job_id, piece_id = new_id(), new_id()
+    key = piece_object_key(job_id, piece_id)
+    assert check_key(key) == key == f"staging/{job_id}.{piece_id}"
+    assert key.startswith(piece_prefix(job_id))
+    assert job_id_of(key) == job_id
+
+
+def test_pieces_round_trip_through_their_row_form_in_order() -> None:
+    pieces = [
+        Piece("b", 10, b"h" * 16),
+        Piece("a", 0, bytes(16)),
+        Piece("c", 1 << 40, b"\xff" * 16),
+    ]
+    assert load_pieces(dump_pieces(pieces)) == pieces
+    assert load_pieces(None) is None
+    keys = ["staging/J.b", "staging/J.a", "staging/J.c"]
+    assert staged_object_keys("J", dump_pieces(pieces)) == keys
+    assert staged_object_keys("J", None) == ["staging/J"]

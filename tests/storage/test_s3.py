@@ -9,7 +9,9 @@ import os
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from app.storage import ObjectMissing, StorageError, open_store
 from app.storage.s3 import S3Store, init_buckets
@@ -230,3 +232,66 @@ def _rules(env: dict[str, str], bucket: str) -> dict[str, tuple[object, object, 
         )
         for rule in rules
     }
+
+
+def _preflight(env: dict[str, str], bucket: str, origin: str) -> httpx.Response:
+    return httpx.options(
+        f"{env['AWS_ENDPOINT_URL']}/{bucket}/staging/x?partNumber=1&uploadId=y",
+        headers={"Origin": origin, "Access-Control-Request-Method": "PUT"},
+        timeout=10,
+    )
+
+
+async def test_init_buckets_lets_the_public_origin_put_parts_into_staging_only(
+    s3_env: dict[str, str], new_buckets: list[str]
+) -> None:
+    blobs, staging = unique_bucket_name("blobs"), unique_bucket_name("staging")
+    new_buckets += [blobs, staging]
+    s3 = client(s3_env)
+    messages = await init_buckets(
+        f"s3://{blobs}", f"s3://{staging}", public_url="https://Drop.example:8443/upload"
+    )
+    assert any("CORS rule sealdrop-direct-uploads set" in line for line in messages)
+    (rule,) = s3.get_bucket_cors(Bucket=staging)["CORSRules"]
+    assert rule["AllowedOrigins"] == ["https://drop.example:8443"]
+    assert rule["AllowedMethods"] == ["PUT"]
+    assert rule["ExposeHeaders"] == ["ETag"]
+    allowed = _preflight(s3_env, staging, "https://drop.example:8443")
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://drop.example:8443"
+    assert "etag" in allowed.headers["access-control-expose-headers"].lower()
+    refused = _preflight(s3_env, staging, "https://evil.example")
+    assert "access-control-allow-origin" not in refused.headers
+    # No preflight check of the blob bucket: SeaweedFS answers any origin for a bucket
+    # without CORS rules. What matters is that no rule of ours is there.
+    with pytest.raises(ClientError, match="NoSuchCORSConfiguration"):
+        s3.get_bucket_cors(Bucket=blobs)
+
+
+async def test_init_buckets_keeps_other_cors_rules_and_replaces_its_own(
+    s3_env: dict[str, str], new_buckets: list[str]
+) -> None:
+    blobs, staging = unique_bucket_name("blobs"), unique_bucket_name("staging")
+    new_buckets += [blobs, staging]
+    await init_buckets(f"s3://{blobs}", f"s3://{staging}", public_url="https://a.example")
+    s3 = client(s3_env)
+    rules = s3.get_bucket_cors(Bucket=staging)["CORSRules"]
+    other = {"ID": "operator", "AllowedOrigins": ["https://ops.example"], "AllowedMethods": ["GET"]}
+    s3.put_bucket_cors(Bucket=staging, CORSConfiguration={"CORSRules": [*rules, other]})
+    await init_buckets(f"s3://{blobs}", f"s3://{staging}", public_url="https://b.example")
+    found = {r["ID"]: r["AllowedOrigins"] for r in s3.get_bucket_cors(Bucket=staging)["CORSRules"]}
+    assert found == {
+        "operator": ["https://ops.example"],
+        "sealdrop-direct-uploads": ["https://b.example"],
+    }
+
+
+async def test_init_buckets_without_a_public_url_sets_no_cors_rule(
+    s3_env: dict[str, str], new_buckets: list[str]
+) -> None:
+    blobs, staging = unique_bucket_name("blobs"), unique_bucket_name("staging")
+    new_buckets += [blobs, staging]
+    messages = await init_buckets(f"s3://{blobs}", f"s3://{staging}")
+    assert any("no CORS rule" in line for line in messages)
+    with pytest.raises(ClientError, match="NoSuchCORSConfiguration"):
+        client(s3_env).get_bucket_cors(Bucket=staging)

@@ -1,7 +1,8 @@
 // How a file goes to the server. The API's discovery document (`GET /api/v1/`) says
 // which ways it offers; a small file takes the single request, a larger one tus, which
-// resumes. Another way (direct to storage) plugs in at `routeFor`.
+// resumes; a very large one, when the server stages on S3, straight to S3 (direct_upload.js).
 
+import { uploadDirect } from "./direct_upload.js";
 import { tusAvailable, tusTransfer } from "./resumable.js";
 import { uploadFile } from "./transfer.js";
 
@@ -45,12 +46,26 @@ export function startTransfer(file, fields, hooks) {
   };
 }
 
+/**
+ * Files from this size go straight to S3 when discovery offers `direct` (S3 staging): the
+ * bytes skip the API. Below it tus, which also resumes after a reload, is worth more.
+ */
+export const DIRECT_FROM_BYTES = 64 * 1024 * 1024;
+
 /** Which way `file` goes: a function (file, fields, hooks) → {done, abort}. */
 async function routeFor(file) {
-  if (file.size <= RESUMABLE_ABOVE_BYTES || !tusAvailable()) return single;
-  const tus = (await discover()).uploads?.tus;
-  if (!tus) return single;
+  if (file.size <= RESUMABLE_ABOVE_BYTES) return single;
+  const offered = (await discover()).uploads || {};
+  // Direct-to-storage hook (direct_upload.js).
+  if (offered.direct && file.size >= DIRECT_FROM_BYTES) return direct;
+  const tus = offered.tus;
+  if (!tus || !tusAvailable()) return single;
   return (file, fields, hooks) => tusTransfer(file, fields, { endpoint: tus.url, chunkSize: tus.chunk_size }, hooks);
+}
+
+function direct(file, fields, hooks) {
+  const transfer = uploadDirect(file, fields, hooks.onProgress, { maxBytes: hooks.maxBytes });
+  return { done: transfer.done.then((created) => ({ created, fields })), abort: transfer.abort };
 }
 
 function single(file, fields, hooks) {

@@ -1,0 +1,180 @@
+"""A direct upload from the upload page in headless Chromium, to the real S3 server.
+
+`sealdrop storage init` with the page's origin as SEALDROP_PUBLIC_URL sets the staging
+bucket's CORS rule; the page's CSP allows connect-src to the S3 endpoint. The file (random
+bytes with a marker every 64 KiB) is sealed in the browser and PUT part by part to S3.
+Before the completion reaches the API, the S3 server's whole data folder and every object
+are scanned: the marker is nowhere (a plaintext copy put there as a control is found).
+Then the link downloads byte-identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Route, expect
+
+from tests.support.browser import PageWatch, chromium
+from tests.support.pages import card, pick_paths
+from tests.support.production import ProductionStack
+from tests.support.stack import file_contains
+
+pytestmark = [pytest.mark.production, pytest.mark.browser, pytest.mark.slow]
+
+SIZE = 11 * 1024 * 1024 + 4321  # three parts: 5 MiB, 5 MiB, the rest
+
+_UPLOAD = """
+async ([size, marker]) => {
+  const { uploadDirect } = await import("/static/direct_upload.js");
+  const data = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) {
+    crypto.getRandomValues(data.subarray(at, Math.min(at + 65536, size)));
+  }
+  const mark = new TextEncoder().encode(marker);
+  for (let at = 0; at + mark.length <= size; at += 65536) data.set(mark, at);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+  const file = new File([data], "marked.bin", { type: "application/octet-stream" });
+  const progress = [];
+  const transfer = uploadDirect(file, { expires_in: "1h", password: "", max_downloads: "" },
+    (sent, total) => progress.push([sent, total]));
+  const link = await transfer.done;
+  return {
+    link,
+    sha256: Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""),
+    last: progress[progress.length - 1],
+    steps: progress.length,
+  };
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionStack]:
+    """A stack whose staging bucket lets its own page origin PUT parts (CORS)."""
+    running = ProductionStack(
+        tmp_path_factory.mktemp("direct-browser"), env={"SEALDROP_SEGMENT_LOG2": "16"}
+    )
+    running.start()
+    try:
+        # The API's port is known only now: storage init again, with it as the origin.
+        init = running.run_cli("storage", "init", SEALDROP_PUBLIC_URL=running.base_url)
+        assert init.returncode == 0, init.stdout + init.stderr
+        assert f"PUT from {running.base_url}" in init.stdout
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Debian Chromium."""
+    async with chromium() as launched:
+        yield launched
+
+
+def _s3_folder(stack: ProductionStack) -> Path:
+    folder = stack.backends.s3_endpoint._folder
+    if folder is None:
+        pytest.fail("the marker scan needs the S3 server's data folder (SeaweedFS of this run)")
+    return folder
+
+
+def _folder_holds(folder: Path, needle: bytes) -> list[str]:
+    return [
+        str(path.relative_to(folder))
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.name.endswith(".log") and file_contains(path, needle)
+    ]
+
+
+def _scan(stack: ProductionStack, marker: bytes) -> list[str]:
+    return _folder_holds(_s3_folder(stack), marker) + stack.places_holding(marker)
+
+
+async def test_page_direct_upload_leaves_no_plaintext_in_s3_and_downloads_identical(
+    stack: ProductionStack, browser: Browser
+) -> None:
+    marker = f"SEALDROP-MARKER-{secrets.token_hex(8)}"
+    staging_before_completion: list[list[str]] = []
+    pending_parts: list[int] = []
+
+    async def before_completion(route: Route) -> None:
+        # Every part is in S3 now, sealed; the API has not completed anything yet.
+        pending_parts.append(len(stack.pending_writes("staging/")))
+        staging_before_completion.append(await asyncio.to_thread(_scan, stack, marker.encode()))
+        await route.continue_()
+
+    context = await browser.new_context()
+    watch = PageWatch(await context.new_page())
+    await watch.attach()
+    page = watch.page
+    await page.route("**/api/v1/direct-uploads/*/complete", before_completion)
+    answer = await page.goto(f"{stack.base_url}/")
+    assert answer is not None
+    assert stack.backends.endpoint_url in answer.headers["content-security-policy"]
+    result = await page.evaluate(_UPLOAD, [SIZE, marker])
+    await context.close()
+    assert watch.problems() == []
+
+    assert pending_parts == [1]
+    assert staging_before_completion == [[]]
+    assert result["last"] == [SIZE, SIZE]
+    assert result["steps"] > 3
+    link = result["link"]
+    assert link["size"] == SIZE
+    for _ in range(300):
+        got = httpx.get(link["download_url"], timeout=120)
+        if got.status_code != 503:
+            break
+        await asyncio.sleep(0.2)
+    assert got.status_code == 200
+    assert hashlib.sha256(got.content).hexdigest() == result["sha256"]
+    assert marker.encode() in got.content
+    assert _scan(stack, marker.encode()) == []
+
+
+def test_the_marker_scan_finds_plaintext_put_into_the_bucket(stack: ProductionStack) -> None:
+    """The control: a plaintext object with the marker is found where the scan looks."""
+    marker = f"SEALDROP-MARKER-{secrets.token_hex(8)}".encode()
+    body = b"".join(secrets.token_bytes(65536 - len(marker)) + marker for _ in range(4))
+    key = "staging/control-plaintext"
+    stack.s3.put_object(Bucket=stack.staging_bucket, Key=key, Body=body)
+    try:
+        assert _folder_holds(_s3_folder(stack), marker) != []
+    finally:
+        stack.s3.delete_object(Bucket=stack.staging_bucket, Key=key)
+
+
+async def test_the_page_sends_a_large_file_direct_when_discovery_offers_it(
+    stack: ProductionStack, browser: Browser, tmp_path: Path
+) -> None:
+    """Through the form: a 64 MiB file takes the direct path (no tus, no form POST)."""
+    source = tmp_path / "large.bin"
+    source.write_bytes(secrets.token_bytes(64 * 1024 * 1024))
+    context = await browser.new_context()
+    watch = PageWatch(await context.new_page())
+    await watch.attach()
+    page = watch.page
+    paths: list[str] = []
+    page.on("request", lambda request: paths.append(f"{request.method} {request.url}"))
+    await page.goto(f"{stack.base_url}/")
+    await pick_paths(page, [source])
+    await page.click("#upload-button")
+    uploaded = card(page, "large.bin")
+    await expect(uploaded).to_have_attribute("data-state", "ready", timeout=180_000)
+    link = await uploaded.locator("input.share-url").input_value()
+    await context.close()
+    assert watch.problems() == []
+    assert any(p.startswith("POST") and p.endswith("/api/v1/direct-uploads") for p in paths)
+    assert any(p.startswith("PUT " + stack.backends.endpoint_url) for p in paths)
+    assert not any("/api/v1/uploads" in p or p.endswith("/api/v1/links") for p in paths)
+    token = link.rstrip("/").split("/s/")[1].split("/")[0]
+    got = httpx.get(f"{stack.base_url}/d/{token}", timeout=120)
+    assert got.status_code == 200
+    assert got.content == source.read_bytes()
