@@ -1,4 +1,5 @@
-"""The `sealdrop` command: serve, worker, migrate, purge, keys, links, storage, uploaders.
+"""The `sealdrop` command: serve, worker, migrate, purge, keys, links, storage, uploaders;
+and the client's send and get (`app.client`, docs/client.md).
 
 Each subcommand reads the same settings (`SEALDROP_*`) and exits non-zero with one clear
 line on a configuration error, never a traceback with secrets in it.
@@ -10,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -457,7 +459,63 @@ def _parser() -> argparse.ArgumentParser:
         func=storage_init
     )
     _add_uploader_commands(sub)
+    _client_commands(sub)
     return parser
+
+
+def client_send(args: argparse.Namespace) -> None:
+    """Upload files and print their links (`app.client`)."""
+    from app.client.commands import UPLOAD_KEY_ENV, SendRequest, ask_password, run, send
+    from app.client.put import SendOptions
+
+    def go() -> int:
+        options = SendOptions(
+            expires=args.expires,
+            max_downloads=args.max_downloads,
+            password=ask_password() if args.password_prompt else None,
+            upload_key=os.environ.get(UPLOAD_KEY_ENV) or None,
+        )
+        files = [Path(name) for name in args.files]
+        request = SendRequest(
+            files, args.server, args.via, options, args.json, args.quiet, args.chunk_size
+        )
+        return send(request)
+
+    run(go)
+
+
+def client_get(args: argparse.Namespace) -> None:
+    """Download a link's file, verified against its digest (`app.client`)."""
+    from app.client.commands import get, run
+
+    run(get, args.url, args.output, args.password_prompt, args.quiet)
+
+
+def _client_commands(sub: Any) -> None:
+    p = sub.add_parser("send", help="upload files and print their share links")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--expires", metavar="DURATION", help="link lifetime: 30m, 2h, 7d")
+    p.add_argument("--max-downloads", type=_count_arg, metavar="N")
+    p.add_argument("--password-prompt", action="store_true", help="ask for a link password")
+    p.add_argument("--server", metavar="URL", help="the Sealdrop server (or SEALDROP_SERVER)")
+    p.add_argument(
+        "--via",
+        choices=["auto", "put", "tus", "direct"],
+        default="auto",
+        help="upload path (auto: resumable tus when offered, else one PUT)",
+    )
+    p.add_argument(
+        "--chunk-size", type=_size_arg, metavar="SIZE", help="bytes per tus PATCH (8M, 50M)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=client_send)
+    p = sub.add_parser("get", help="download a link's file, verified and resumable")
+    p.add_argument("url", metavar="URL", help="a share (/s/) or download (/d/) link")
+    p.add_argument("-o", "--output", metavar="PATH", help="file or folder to write; - for stdout")
+    p.add_argument("--password-prompt", action="store_true", help="ask for the link's password")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no path printed")
+    p.set_defaults(func=client_get)
 
 
 def _link_commands(sub: Any) -> None:

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from app import migrate
 from app.api import direct_uploads, discovery, downloads, health, links, tus, uploads
@@ -23,6 +22,7 @@ from app.http.proxies import ForwardedPeer
 from app.services import Services, open_services
 from app.settings import Settings
 from app.web import pages
+from app.web.assets import StaticAssets
 from worker.runner import Worker
 
 log = logging.getLogger("sealdrop")
@@ -90,5 +90,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tus.router)
     app.include_router(direct_uploads.router)
     app.include_router(uploads.router)  # last: PUT /{filename} catches any single segment
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", StaticAssets(directory=STATIC_DIR), name="static")
     return app

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     upload_wait_seconds: float = 30.0
     # How long a presigned S3 UploadPart URL of a direct upload stays valid.
     direct_url_seconds: int = Field(default=900, gt=0)
+    # The staging S3 endpoint as uploaders reach it, when it differs from the staging
+    # URL's (an in-cluster name): direct uploads' URLs are presigned for it.
+    direct_endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+/?$")
     max_upload_waiters: int = 256
 
     worker: Literal["embedded", "off"] = "embedded"
@@ -147,6 +150,11 @@ class Settings(BaseSettings):
     s3_read_timeout_seconds: float = 60.0
     s3_max_attempts: int = 5
     log_level: str = "info"
+
+    @field_validator("direct_endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return None if value == "" else value
 
     @field_validator("max_ttl", mode="before")
     @classmethod

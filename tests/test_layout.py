@@ -27,6 +27,11 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "app.http": ("app.api", "app.web"),
     "app.api": ("app.web",),
     "app.web": ("app.api",),
+    # The client talks HTTP to a server, wherever it runs: none of the server's layers.
+    "app.client": (
+        "app.api", "app.web", "app.http", "app.domain", "app.infra", "app.storage", "app.db",
+        "app.services", "app.settings", "worker", "fastapi", "starlette", "sqlalchemy",
+    ),
     "worker": ("app.api", "app.web", "app.http", "fastapi", "starlette"),
 }  # fmt: skip
 

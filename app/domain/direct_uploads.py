@@ -96,7 +96,9 @@ def target(services: Services) -> S3Direct | None:
     from app.storage.s3 import S3Store
 
     staging = services.staging
-    return staging.direct() if isinstance(staging, S3Store) else None
+    if not isinstance(staging, S3Store):
+        return None
+    return staging.direct(services.settings.direct_endpoint_url)
 
 
 def available(services: Services) -> bool:

@@ -9,6 +9,7 @@ are one ranged GET streamed in chunks. `init_buckets` (for `sealdrop storage ini
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ class S3Store(ObjectStore):
         self.location = location
         self.bucket = location.bucket
         self._s3 = S3Calls(location, read_timeout=read_timeout, max_attempts=max_attempts)
+        self._signers: dict[str, S3Calls] = {}
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, endpoint={self.location.endpoint_url!r})"
@@ -146,13 +148,22 @@ class S3Store(ObjectStore):
         except ObjectMissing:
             raise StorageError(f"S3 bucket {self.bucket!r} does not exist", code="404") from None
 
-    def direct(self) -> S3Direct:
-        """Direct (client-written) multipart uploads into this bucket."""
-        return S3Direct(self._s3)
+    def direct(self, public_endpoint: str | None = None) -> S3Direct:
+        """Direct (client-written) multipart uploads into this bucket, their URLs presigned
+        for `public_endpoint` when clients reach S3 by another name than this process."""
+        if public_endpoint is None:
+            return S3Direct(self._s3)
+        signer = self._signers.get(public_endpoint)
+        if signer is None:
+            location = replace(self.location, endpoint_url=public_endpoint)
+            signer = self._signers[public_endpoint] = S3Calls(location)
+        return S3Direct(self._s3, signer)
 
     async def close(self) -> None:
         """Close the client's connections."""
         self._s3.close()
+        for signer in self._signers.values():
+            signer.close()
 
     async def _get(self, key: str, start: int, length: int | None) -> GetObjectOutputTypeDef | None:
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": key}

@@ -38,14 +38,17 @@ class UploadMissing(StorageError):
 class S3Direct:
     """Direct multipart uploads into one bucket."""
 
-    def __init__(self, s3: S3Calls) -> None:
+    def __init__(self, s3: S3Calls, signer: S3Calls | None = None) -> None:
         self._s3 = s3
+        # Presigned URLs name the endpoint their client was made for: clients outside the
+        # cluster may need another name for the same S3 than the API uses.
+        self._signer = signer or s3
         self.bucket = s3.location.bucket
 
     @property
     def browser_origins(self) -> list[str]:
         """The origins of the presigned URLs, which a page must be allowed to connect to."""
-        location = self._s3.location
+        location = self._signer.location
         if location.endpoint_url:
             parts = urlsplit(location.endpoint_url)
             return [f"{parts.scheme}://{parts.netloc}"]
@@ -72,7 +75,7 @@ class S3Direct:
 
         def sign() -> dict[int, str]:
             return {
-                number: self._s3.client.generate_presigned_url(
+                number: self._signer.client.generate_presigned_url(
                     "upload_part",
                     Params={
                         "Bucket": self.bucket,

@@ -337,6 +337,10 @@ RULES = [
         r"sealdrop uploaders (?:add|list|revoke)\b.*",
         reason="changes the server's uploaders (tests/test_cli_uploaders.py runs these commands)",
     ),
+    Rule(
+        r"sealdrop (?:send|get) .*",
+        reason="the client; tests/e2e/test_sealdrop_client.py runs it against both modes",
+    ),
     Rule(r"curl ORIGIN/api/v1/links/<token>", shows_the_status),
     Rule(
         r"curl -X DELETE -H 'Authorization: Bearer <manage token>' ORIGIN/api/v1/links/<token>",
@@ -346,6 +350,12 @@ RULES = [
         r"curl -X PATCH -H 'Authorization: Bearer <manage token>'"
         r" -H 'Content-Type: application/json' -d '\{[^']*\}' ORIGIN/api/v1/links/<token>",
         edits_the_link,
+    ),
+    Rule(
+        r"curl (?:-H 'Content-Type: application/json' -d '\{[^']*\}' |-X (?:POST|DELETE) )?"
+        r"(?:-H 'Accept: application/json' )?ORIGIN/api/v1/direct-uploads(?:/<id>(?:/complete)?)?",
+        reason="direct uploads need S3 staging; the documented server is embedded"
+        " (tests/production_stack/test_direct_uploads.py drives these routes on S3)",
     ),
     Rule(r"make run", reason="serves on port 8000 until stopped: what `sealdrop serve` does here"),
     Rule(r"make test", reason="runs the whole suite, this test included"),

@@ -13,6 +13,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,27 @@ def test_direct_round_trip_downloads_byte_identical(stack: ProductionStack, tmp_
     assert stack.places_holding(signature.encode()) == []
 
 
+def test_urls_are_presigned_for_the_endpoint_uploaders_reach(
+    stack: ProductionStack, tmp_path: Path
+) -> None:
+    public = stack.backends.endpoint_url.replace("127.0.0.1", "localhost")
+    api = stack.start_api(SEALDROP_DIRECT_ENDPOINT_URL=public)
+    try:
+        path, data = _payload(tmp_path, 100_000)
+        created = direct.create(api.base_url, path.name, len(data))
+        assert all(part["url"].startswith(public + "/") for part in created["parts"])
+        page = httpx.get(api.base_url + "/", timeout=30)
+        assert f"connect-src 'self' {public}" in page.headers["content-security-policy"]
+    finally:
+        api.stop()
+    direct.put_parts(created, path)
+    answer = direct.complete(stack.base_url, created)
+    assert answer.status_code in (201, 202), answer.text
+    link = answer.json()
+    _wait_state(stack, link["token"], "ready")
+    assert _download(link).content == data
+
+
 def test_an_empty_file_goes_up_as_one_part(stack: ProductionStack, tmp_path: Path) -> None:
     path = tmp_path / "empty.txt"
     path.write_bytes(b"")
@@ -156,6 +178,25 @@ def test_resume_lists_the_parts_done_and_signs_the_rest(
     assert _download(link).content == data
     # The capability is spent.
     assert httpx.get(stack.base_url + created["upload_url"], timeout=10).status_code == 404
+
+
+def test_two_completions_at_once_make_one_link(stack: ProductionStack, tmp_path: Path) -> None:
+    path, data = _payload(tmp_path, 5 * MIB + 10)
+    created = direct.create(stack.base_url, path.name, len(data))
+    direct.put_parts(created, path)
+
+    def complete(_: int) -> httpx.Response:
+        return direct.complete(stack.base_url, created, Prefer="respond-async")
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(complete, [0, 1]))
+    statuses = sorted(answer.status_code for answer in answers)
+    # The loser is told another request completes it (409), or, if it came after, that
+    # the upload is spent (404).
+    assert statuses in ([202, 404], [202, 409]), [a.text for a in answers]
+    (made,) = [answer.json() for answer in answers if answer.status_code == 202]
+    _wait_state(stack, made["token"], "ready")
+    assert _download(made).content == data
 
 
 def test_a_part_of_the_wrong_size_is_refused_at_completion(

@@ -508,7 +508,13 @@ class ProductionStack(Stack):
         return [*holding, *(str(path) for path in logs if file_contains(path, needle))]
 
     def _object_holds(self, key: str, needle: bytes) -> bool:
-        body = self.s3.get_object(Bucket=self.bucket_of(key), Key=key)["Body"]
+        s3 = self.s3
+        try:
+            body = s3.get_object(Bucket=self.bucket_of(key), Key=key)["Body"]
+        except s3.exceptions.NoSuchKey:
+            # Deleted since it was listed (a sealed upload's staged pieces go right after
+            # its link is ready): it holds nothing any more.
+            return False
         tail = b""
         for chunk in body.iter_chunks(1 << 20):
             window = tail + chunk

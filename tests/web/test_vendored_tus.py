@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+import pytest
+
 from tests.conftest import AppClient
 from tests.support.browser import REPO
 
@@ -47,3 +49,10 @@ async def test_it_is_served_unchanged_as_javascript(client: AppClient) -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"].split(";")[0] == "text/javascript"
     assert answer.content == (STATIC / "tus.min.js").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["tus.min.js", "upload.js", "sealing.js"])
+async def test_static_files_are_never_sniffed(client: AppClient, name: str) -> None:
+    answer = await client.get(f"/static/{name}")
+    assert answer.status_code == 200
+    assert answer.headers["x-content-type-options"] == "nosniff"
