@@ -215,6 +215,7 @@ async def _receive_arriving(
     except BaseException:
         await asyncio.shield(writer.abort())
         raise
+    await services.cache.forget(token_hash(created.token))
     await services.notifier.job_queued()
     try:
         async with _upload_deadline(services.settings.max_upload_seconds):
