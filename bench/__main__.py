@@ -82,7 +82,8 @@ def _options() -> argparse.Namespace:
     parser.add_argument(
         "--only-uploads",
         action="store_true",
-        help="production: only PUT → ready and direct → ready (and S3 PUT)",
+        help="only the upload cases: embedded, nginx PUT, PUT, form and tus → ready and the "
+        "4 KiB PUT; production, PUT → ready and direct → ready (and S3 PUT)",
     )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
@@ -94,7 +95,13 @@ def _options() -> argparse.Namespace:
     options.modes = (
         options.modes or ("embedded" if options.quick else "embedded,production")
     ).split(",")
-    options.big = not (options.quick or options.skip_big or options.only_tus or options.only_get)
+    options.big = not (
+        options.quick
+        or options.skip_big
+        or options.only_tus
+        or options.only_uploads
+        or options.only_get
+    )
     options.json = options.json or Path(
         "bench/results-quick.json" if options.quick else "bench/results.json"
     )
@@ -123,6 +130,13 @@ def _sealdrop_runs(
         return [sealdrop.upload, sealdrop.upload_tus]
     if options.only_get:
         return [sealdrop.download, sealdrop.download_range]
+    if options.only_uploads:
+        return [
+            sealdrop.upload,
+            sealdrop.upload_form,
+            sealdrop.upload_tus,
+            lambda: sealdrop.small_latency(options.small_count),
+        ]
     return [
         sealdrop.download,
         sealdrop.download_range,
@@ -164,6 +178,8 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
         ]
         if options.only_tus:
             runs = _sealdrop_runs(sealdrop, options)
+        if options.only_uploads:
+            runs = [references.put, *_sealdrop_runs(sealdrop, options)]
         print(f"embedded: {options.rounds} rounds of {len(runs)} cases", flush=True)
         _rounds(results, runs, options.rounds, stack)
     finally:
