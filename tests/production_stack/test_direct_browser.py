@@ -304,3 +304,102 @@ async def test_reload_mid_direct_upload_then_the_same_file_sends_only_the_missin
     await context.close()
     forgive_dropped_requests(watch)
     assert watch.problems() == []
+
+
+_FILE = """
+([name, size]) => {
+  const data = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) {
+    crypto.getRandomValues(data.subarray(at, Math.min(at + 65536, size)));
+  }
+  return new File([data], name, { type: "application/octet-stream", lastModified: 1700000000000 });
+}
+"""
+
+_FORGOTTEN = (
+    """
+async ([size, stale]) => {
+  const { uploadDirect } = await import("/static/direct_upload.js");
+  const file = ("""
+    + _FILE
+    + """)(["stale.bin", size]);
+  const fingerprint = `stale.bin:${size}:1700000000000`;
+  localStorage.setItem(`sealdrop.direct::${fingerprint}::old`, JSON.stringify({
+    uploadUrl: stale, size, creationTime: new Date().toISOString(),
+    fields: { expires_in: "", max_downloads: "", password: "" },
+  }));
+  const resumed = [];
+  const transfer = uploadDirect(file, { expires_in: "1h", password: "", max_downloads: "" },
+    () => {}, { onResumed: (sent) => resumed.push(sent) });
+  const link = await transfer.done;
+  const left = Object.keys(localStorage).filter((k) => k.startsWith("sealdrop.direct::"));
+  return { link, resumed, left };
+}
+"""
+)
+
+_CANCELLED = (
+    """
+async ([size]) => {
+  const { uploadDirect } = await import("/static/direct_upload.js");
+  const file = ("""
+    + _FILE
+    + """)(["cancelled.bin", size]);
+  const fields = { expires_in: "1h", password: "", max_downloads: "" };
+  const transfer = uploadDirect(file, fields, () => {});
+  const stored = () => Object.keys(localStorage).filter((k) => k.startsWith("sealdrop.direct::"));
+  while (stored().length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  const before = stored().map((k) => JSON.parse(localStorage.getItem(k)).uploadUrl);
+  transfer.abort();
+  const error = await transfer.done.catch((e) => e.name);
+  return { before, error, left: stored() };
+}
+"""
+)
+
+
+async def test_a_stored_direct_upload_the_server_no_longer_knows_is_forgotten(
+    stack: ProductionStack, browser: Browser
+) -> None:
+    """A stored upload URL answered 404 is dropped and the file starts over (a new POST)."""
+    stale = "/api/v1/direct-uploads/" + secrets.token_urlsafe(16)
+    context = await browser.new_context()
+    watch = PageWatch(await context.new_page())
+    await watch.attach()
+    page = watch.page
+    calls: list[str] = []
+    page.on("request", lambda request: calls.append(f"{request.method} {request.url}"))
+    await page.goto(f"{stack.base_url}/")
+    result = await page.evaluate(_FORGOTTEN, [6 * MIB + 5, stale])
+    await context.close()
+    assert f"GET {stack.base_url}{stale}" in calls
+    assert f"POST {stack.base_url}/api/v1/direct-uploads" in calls
+    assert result["resumed"] == []
+    assert result["left"] == []
+    assert result["link"]["size"] == 6 * MIB + 5
+    watch.console_errors[:] = [e for e in watch.console_errors if "404" not in e]
+    assert watch.problems() == []
+
+
+async def test_cancel_deletes_the_direct_upload_and_forgets_it(
+    stack: ProductionStack, browser: Browser
+) -> None:
+    held = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        if route.request.method == "PUT":
+            await held.wait()
+        with contextlib.suppress(Exception):
+            await route.abort()
+
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.route(lambda url: url.startswith(stack.backends.endpoint_url), hold)
+    await page.goto(f"{stack.base_url}/")
+    result = await page.evaluate(_CANCELLED, [6 * MIB])
+    held.set()
+    await context.close()
+    assert result["error"] == "AbortError"
+    assert result["left"] == []
+    (upload_url,) = result["before"]
+    assert httpx.get(stack.base_url + upload_url, timeout=30).status_code == 404

@@ -39,6 +39,10 @@ function fromBase64url(text) {
 
 function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(new DOMException("cancelled", "AbortError"));
+      return;
+    }
     const timer = setTimeout(resolve, ms);
     signal.addEventListener("abort", () => {
       clearTimeout(timer);
@@ -58,6 +62,11 @@ async function readJson(answer) {
 /** PUT `body` to `url` with progress; resolves with the status (0 for a network error). */
 function putPart(url, body, onLoaded, signal) {
   return new Promise((resolve, reject) => {
+    // Cancelled while the part was being sealed: no abort event is coming.
+    if (signal.aborted) {
+      reject(new DOMException("cancelled", "AbortError"));
+      return;
+    }
     const xhr = new XMLHttpRequest();
     xhr.open("PUT", url);
     xhr.upload.addEventListener("progress", (event) => onLoaded(event.loaded));
