@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import cases as bench_cases
 from bench.cases import Files, NginxCases, Sample, SealdropCases, make_files
+from bench.floor import Floor
 from bench.nginx import Nginx
 from bench.report import Limits, Ratio, Results, format_table, format_targets
 from bench.stacks import Embedded, Production, Stack
@@ -32,6 +33,9 @@ NO_CACHE = {"SEALDROP_NEGATIVE_CACHE_TTL_SECONDS": "0"}
 EMBEDDED_RATIOS = [
     Ratio("GET", "nginx GET", 0.75),
     Ratio("GET range", "nginx GET range", 0.75),
+    # How much of a gap to nginx any Python server pays on this host (bench/floor.py).
+    Ratio("Python floor GET", "nginx GET", None),
+    Ratio("GET", "Python floor GET", None),
     Ratio("PUT → ready", "nginx PUT", 0.30),
     Ratio("POST form → ready", "PUT → ready", 0.9),
     Ratio("tus → ready", "PUT → ready", 0.9),
@@ -71,9 +75,15 @@ def _options() -> argparse.Namespace:
         help="only PUT → ready and tus → ready (and, embedded, the resumable memory case)",
     )
     parser.add_argument(
+        "--only-get",
+        action="store_true",
+        help="only the downloads: nginx GET and GET range, AES-256-GCM, GET and GET range",
+    )
+    parser.add_argument(
         "--only-uploads",
         action="store_true",
-        help="production: only PUT → ready and direct → ready (and S3 PUT)",
+        help="only the upload cases: embedded, nginx PUT, PUT, form and tus → ready and the "
+        "4 KiB PUT; production, PUT → ready and direct → ready (and S3 PUT)",
     )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a results file")
@@ -85,7 +95,13 @@ def _options() -> argparse.Namespace:
     options.modes = (
         options.modes or ("embedded" if options.quick else "embedded,production")
     ).split(",")
-    options.big = not (options.quick or options.skip_big or options.only_tus)
+    options.big = not (
+        options.quick
+        or options.skip_big
+        or options.only_tus
+        or options.only_uploads
+        or options.only_get
+    )
     options.json = options.json or Path(
         "bench/results-quick.json" if options.quick else "bench/results.json"
     )
@@ -112,6 +128,15 @@ def _sealdrop_runs(
 ) -> list[Callable[[], Sample]]:
     if options.only_tus:
         return [sealdrop.upload, sealdrop.upload_tus]
+    if options.only_get:
+        return [sealdrop.download, sealdrop.download_range]
+    if options.only_uploads:
+        return [
+            sealdrop.upload,
+            sealdrop.upload_form,
+            sealdrop.upload_tus,
+            lambda: sealdrop.small_latency(options.small_count),
+        ]
     return [
         sealdrop.download,
         sealdrop.download_range,
@@ -131,9 +156,12 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
     nginx = Nginx(work / "nginx", files.big.parent)
     stack = Embedded(work / "embedded")
     cache_off = Embedded(work / "embedded-nocache", NO_CACHE)
-    started: list[Stack | Nginx] = []
+    floor = Floor(work / "floor", files.big)
+    # The floor seals its own copy of the file: only when a download case runs.
+    servers = (nginx, stack, cache_off) if options.only_tus else (nginx, floor, stack, cache_off)
+    started: list[Stack | Nginx | Floor] = []
     try:
-        for server in (nginx, stack, cache_off):
+        for server in servers:
             server.root.mkdir(parents=True, exist_ok=True)
             server.start()
             started.append(server)
@@ -143,12 +171,15 @@ def run_embedded(work: Path, files: Files, options: argparse.Namespace) -> Resul
         runs = [
             references.get,
             references.get_range,
-            references.put,
+            *([] if options.only_get else [references.put]),
+            lambda: bench_cases.floor_get(floor, files),
             lambda: bench_cases.aes_gcm(files.size),
             *_sealdrop_runs(sealdrop, options),
         ]
         if options.only_tus:
             runs = _sealdrop_runs(sealdrop, options)
+        if options.only_uploads:
+            runs = [references.put, *_sealdrop_runs(sealdrop, options)]
         print(f"embedded: {options.rounds} rounds of {len(runs)} cases", flush=True)
         _rounds(results, runs, options.rounds, stack)
     finally:
@@ -240,9 +271,9 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
             runs = [
                 references.get,
                 references.get_range,
-                references.put,
+                *([] if options.only_get else [references.put]),
                 *_sealdrop_runs(sealdrop, options),
-                sealdrop.upload_direct,
+                *([] if options.only_get else [sealdrop.upload_direct]),
             ]
             if options.only_tus:
                 runs = _sealdrop_runs(sealdrop, options)
@@ -273,6 +304,8 @@ def main() -> None:
             runner = run_embedded if mode == "embedded" else run_production
             results = runner(work, files, options)
             print(f"\n## {results.mode}: {options.size >> 20} MiB, {options.rounds} rounds\n")
+            # The host under every table: a table pasted alone still says where it ran.
+            print(", ".join(f"{k}: {v}" for k, v in about.items()) + "\n")
             print(format_table(results))
             print()
             print(format_targets(results), flush=True)

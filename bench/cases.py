@@ -19,6 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bench import clients
+from bench.floor import Floor
 from bench.nginx import Nginx
 from bench.stacks import Stack
 from bench.system import Probe, Usage, warm_memory
@@ -357,3 +358,13 @@ def aes_gcm(size: int) -> Sample:
         "MB/s",
         count << 20,
     )
+
+
+def floor_get(floor: Floor, files: Files) -> Sample:
+    """GET the file from the Python floor app (`bench.floor`): a Python server's least."""
+    usage: dict[str, Usage] = {}
+    with measured([] if floor.probe is None else [floor.probe], usage):
+        answer = clients.get(floor.url)
+    if answer.status != 200 or answer.downloaded != files.size:
+        raise RuntimeError(f"Python floor GET: {answer.status}, {answer.downloaded} bytes")
+    return Sample("Python floor GET", mbps(files.size, answer.seconds), "MB/s", files.size, usage)

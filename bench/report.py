@@ -40,7 +40,7 @@ class Limits:
 DOWNLOADS = ("GET", "GET range")
 UPLOADS = ("PUT → ready", "POST form → ready")
 # Processes measured for comparison only: their memory is not Sealdrop's.
-REFERENCE_PROCESSES = frozenset({"nginx"})
+REFERENCE_PROCESSES = frozenset({"nginx", "floor"})
 # Each Sealdrop case whose CPU per GiB is set beside its reference's in the same round.
 CPU_REFERENCES = {"GET": "nginx GET", "PUT → ready": "nginx PUT"}
 

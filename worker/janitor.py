@@ -19,17 +19,17 @@ from sqlalchemy import and_, delete, exists, or_, select, update
 from app.db.clock import db_now, db_now_plus, seconds
 from app.db.models import (
     ENDED_LINK_STATES,
+    HELD_JOB_STATES,
     LIVE_JOB_STATES,
     Blob,
     Job,
-    JobState,
     Link,
     LinkState,
     TusState,
     TusUpload,
 )
 from app.db.session import transaction
-from app.domain import direct_uploads, resumable, staged, storage_cap
+from app.domain import arriving, direct_uploads, resumable, staged, storage_cap
 from app.services import Services
 from app.storage.object_keys import (
     BLOBS_PREFIX,
@@ -51,6 +51,7 @@ class Report:
     """What one janitor pass did (for logs and tests)."""
 
     jobs_failed: int = 0
+    uploads_cancelled: int = 0
     resumable_expired: int = 0
     links_purged: int = 0
     tombstones_removed: int = 0
@@ -65,6 +66,7 @@ async def run_once(services: Services) -> Report:
     """One full pass; returns what it did."""
     report = Report()
     report.jobs_failed = await fail_exhausted_jobs(services)
+    report.uploads_cancelled = await cancel_dead_uploads(services)
     report.resumable_expired = await resumable.expire(services)
     report.links_purged = await purge_links(services)
     report.tombstones_removed = await remove_old_tombstones(services)
@@ -75,6 +77,7 @@ async def run_once(services: Services) -> Report:
     report.stored_bytes_drift = await storage_cap.recount(services)
     done = (
         report.jobs_failed,
+        report.uploads_cancelled,
         report.resumable_expired,
         report.direct_uploads_expired,
         report.links_purged,
@@ -97,6 +100,18 @@ async def fail_exhausted_jobs(services: Services) -> int:
         await staged.delete_staged(services, job.id, job.staging_pieces)
         await services.notifier.link_settled(job.link_id)
     return failed
+
+
+async def cancel_dead_uploads(services: Services) -> int:
+    """Uploads sealed as they arrive whose body stopped coming with their API process (it
+    would have ended them within the longest upload): their rows and staged bytes go, as
+    for any failed upload. A worker following one stops at its next check."""
+    cancelled = 0
+    for link_id, job_id in await arriving.dead(services, BATCH):
+        if await arriving.cancel(services, link_id, job_id, only_arriving=True):
+            cancelled += 1
+            await staged.delete_staged(services, job_id, None)
+    return cancelled
 
 
 async def _delete_attempt(services: Services, blob_id: str | None, upload_id: str | None) -> None:
@@ -246,7 +261,7 @@ async def _blob_known(services: Services, blob_id: str) -> bool:
             select(
                 or_(
                     exists().where(Blob.id == blob_id),
-                    exists().where(Job.attempt_blob_id == blob_id, Job.state == JobState.RUNNING),
+                    exists().where(Job.attempt_blob_id == blob_id, Job.state.in_(HELD_JOB_STATES)),
                 )
             )
         )

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
 
 from app.crypto.tokens import new_id
 from app.db.clock import as_utc, db_now, db_now_plus, seconds
-from app.db.models import Blob, Job, JobState, Link, LinkState
+from app.db.models import HELD_JOB_STATES, Blob, Job, JobState, Link, LinkState
 from app.db.session import transaction
 from app.domain import storage_cap
 from app.infra import metrics
 from app.services import Services
+
+
+class LeaseLost(Exception):
+    """Another worker owns this job now, or it is gone (an aborted upload): stop without
+    writing anything."""
 
 
 class _Refused(Exception):
@@ -48,6 +53,10 @@ class ClaimedJob:
     staging_pieces: str | None = None
     # Another job was claimable when this one was taken: claim again without a wake-up.
     more: bool = False
+    # The upload's body was still arriving at the claim (state `following`): the attempt
+    # reads the staging object as it grows, and finishes only once the API has staged it
+    # all (the job then `running`).
+    following: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +84,28 @@ class ExhaustedJob:
     staging_pieces: str | None = None
 
 
+_UNHELD = (JobState.QUEUED, JobState.RECEIVING)
+
+
 def _abandoned() -> ColumnElement[bool]:
-    return and_(Job.state == JobState.RUNNING, Job.lease_expires_at < db_now())
+    return and_(Job.state.in_(HELD_JOB_STATES), Job.lease_expires_at < db_now())
 
 
-def _claimable(max_attempts: int) -> ColumnElement[bool]:
-    waiting = and_(Job.state == JobState.QUEUED, Job.run_after <= db_now())
-    return and_(or_(waiting, _abandoned()), Job.attempts < max_attempts)
+def _claimable(max_attempts: int, *, arriving: bool = True) -> ColumnElement[bool]:
+    """Runnable now; jobs whose body is still arriving only if `arriving`."""
+    if arriving:
+        waiting = and_(Job.state.in_(_UNHELD), Job.run_after <= db_now())
+        dead = _abandoned()
+    else:
+        waiting = and_(Job.state == JobState.QUEUED, Job.run_after <= db_now())
+        dead = and_(Job.state == JobState.RUNNING, Job.lease_expires_at < db_now())
+    return and_(or_(waiting, dead), Job.attempts < max_attempts)
 
 
 def _exhausted(max_attempts: int) -> ColumnElement[bool]:
     # What no claim will take again (`_claimable`'s complement among live jobs): a queued
     # job waits for nothing once its attempts are spent, whatever its `run_after`.
-    return and_(or_(Job.state == JobState.QUEUED, _abandoned()), Job.attempts >= max_attempts)
+    return and_(or_(Job.state.in_(_UNHELD), _abandoned()), Job.attempts >= max_attempts)
 
 
 def _fenced(job: ClaimedJob) -> ColumnElement[bool]:
@@ -95,14 +113,24 @@ def _fenced(job: ClaimedJob) -> ColumnElement[bool]:
         Job.id == job.id,
         Job.attempts == job.attempt,
         Job.lease_owner == job.owner,
-        Job.state == JobState.RUNNING,
+        Job.state.in_(HELD_JOB_STATES),
     )
 
 
-async def claim(services: Services, owner: str) -> ClaimedJob | None:
+def _unheld_state() -> ColumnElement[str]:
+    """The state a held job goes back to: `receiving` while its body arrives."""
+    return case(
+        (Job.state == JobState.FOLLOWING, JobState.RECEIVING.value),
+        else_=JobState.QUEUED.value,
+    )
+
+
+async def claim(services: Services, owner: str, *, arriving: bool = True) -> ClaimedJob | None:
     """Take the oldest runnable job (or one whose lease ran out), if any, and tell whether
-    another one was runnable too (`ClaimedJob.more`)."""
+    another one was runnable too (`ClaimedJob.more`). Jobs whose body is still arriving
+    are taken only if `arriving`."""
     settings = services.settings
+    claimable = _claimable(settings.job_max_attempts, arriving=arriving)
     async with transaction(services.sessions, immediate=True) as session:
         candidate = (
             await session.execute(
@@ -112,9 +140,10 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
                     Job.attempt_blob_id,
                     Job.attempt_upload_id,
                     Job.run_after,
+                    Job.state,
                     db_now().label("now"),
                 )
-                .where(_claimable(settings.job_max_attempts))
+                .where(claimable)
                 .order_by(Job.run_after)
                 .limit(1)
                 .with_for_update(skip_locked=True)
@@ -123,12 +152,17 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         if candidate is None:
             return None
         blob_id = new_id()
+        following = candidate.state in (JobState.RECEIVING, JobState.FOLLOWING)
         claimed = (
             await session.execute(
                 update(Job)
-                .where(Job.id == candidate.id, Job.attempts == candidate.attempts)
+                .where(
+                    Job.id == candidate.id,
+                    Job.attempts == candidate.attempts,
+                    Job.state == candidate.state,
+                )
                 .values(
-                    state=JobState.RUNNING,
+                    state=JobState.FOLLOWING if following else JobState.RUNNING,
                     attempts=Job.attempts + 1,
                     lease_owner=owner,
                     lease_expires_at=db_now_plus(seconds(settings.job_lease_seconds)),
@@ -151,11 +185,7 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
             await session.execute(select(Link.size, Link.sha256).where(Link.id == claimed.link_id))
         ).one()
         # Cheaper than a second claim that finds nothing, which is what follows most jobs.
-        more = (
-            await session.execute(
-                select(Job.id).where(_claimable(settings.job_max_attempts)).limit(1)
-            )
-        ).first() is not None
+        more = (await session.execute(select(Job.id).where(claimable).limit(1))).first() is not None
     waited = as_utc(candidate.now) - as_utc(candidate.run_after)
     metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, waited.total_seconds()))
     return ClaimedJob(
@@ -169,9 +199,11 @@ async def claim(services: Services, owner: str) -> ClaimedJob | None:
         size=link.size or 0,
         previous_blob_id=candidate.attempt_blob_id,
         previous_upload_id=candidate.attempt_upload_id,
-        needs_digest=link.sha256 is None,
+        # A body still arriving is hashed by the API as it arrives.
+        needs_digest=link.sha256 is None and not following,
         staging_pieces=claimed.staging_pieces,
         more=more,
+        following=following,
     )
 
 
@@ -207,12 +239,19 @@ async def release(services: Services, job: ClaimedJob) -> bool:
     return await _fenced_update(
         services,
         job,
-        state=JobState.QUEUED,
+        state=_unheld_state(),
         attempts=Job.attempts - 1,
         lease_owner=None,
         lease_expires_at=None,
         run_after=db_now(),
     )
+
+
+async def held_state(services: Services, job: ClaimedJob) -> JobState | None:
+    """The job's state if this attempt still holds it (`following` while the body
+    arrives, `running` once it is staged); None if the lease was lost or the job is gone."""
+    async with services.sessions() as session:
+        return await session.scalar(select(Job.state).where(_fenced(job)))
 
 
 async def _fenced_update(services: Services, job: ClaimedJob, **values: object) -> bool:
@@ -250,7 +289,10 @@ async def finish(services: Services, job: ClaimedJob, blob: SealedBlob) -> bool:
                 .where(Link.id == job.link_id, Link.state == LinkState.PENDING)
                 .values(state=LinkState.READY, blob_id=job.blob_id, **_digest(blob))
             )
-            done = await session.execute(delete(Job).where(_fenced(job)))
+            # Only once the whole body is staged (`running`), never while it arrives.
+            done = await session.execute(
+                delete(Job).where(_fenced(job), Job.state == JobState.RUNNING)
+            )
             if link.rowcount != 1 or done.rowcount != 1:  # type: ignore[attr-defined]
                 raise _Refused
             # The staged copy is uncounted here; its delete follows the commit at once.
@@ -266,7 +308,7 @@ async def retry_later(services: Services, job: ClaimedJob, error: str) -> bool:
     return await _fenced_update(
         services,
         job,
-        state=JobState.QUEUED,
+        state=_unheld_state(),
         lease_owner=None,
         lease_expires_at=None,
         run_after=db_now_plus(seconds(min(backoff, 600))),

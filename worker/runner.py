@@ -24,6 +24,10 @@ log = logging.getLogger("sealdrop.worker")
 
 IDLE_POLL_SECONDS = 5.0
 QUEUE_DEPTH_SECONDS = 5.0
+# Uploads followed at once while their bodies arrive. They hold no slot of the
+# concurrency: a following attempt mostly waits for the client, and works only as fast as
+# the body comes, so slow clients never keep other jobs waiting.
+MAX_FOLLOWING = 16
 
 
 def worker_name() -> str:
@@ -41,6 +45,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._slots = asyncio.Semaphore(self.concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._following = 0
 
     def stop(self) -> None:
         """Stop claiming; `run` returns once jobs in hand are finished or released."""
@@ -67,6 +72,9 @@ class Worker:
                 self._slots.release()
                 await self._idle()
                 continue
+            if job.following:
+                self._following += 1
+                self._slots.release()
             task = asyncio.create_task(self._process(job))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -94,7 +102,9 @@ class Worker:
 
     async def _claim(self) -> ClaimedJob | None:
         try:
-            return await queue.claim(self.services, self.name)
+            return await queue.claim(
+                self.services, self.name, arriving=self._following < MAX_FOLLOWING
+            )
         except Exception:
             log.exception("claiming a job failed; retrying shortly")
             return None
@@ -126,7 +136,10 @@ class Worker:
             # out and another attempt picks the job up.
             log.exception("job %s: could not record the attempt's outcome", job.id)
         finally:
-            self._slots.release()
+            if job.following:
+                self._following -= 1
+            else:
+                self._slots.release()
 
     async def _attempt(self, job: ClaimedJob) -> None:
         services = self.services
@@ -134,7 +147,7 @@ class Worker:
             await seal.clean_previous_attempt(services, job)
             with metrics.timed(metrics.SEALING_SECONDS, success="sealed"):
                 blob = await self._under_lease(job)
-        except seal.LeaseLost:
+        except queue.LeaseLost:
             log.warning("job %s: lease lost, another worker has it", job.id)
             return
         except seal.PermanentFailure as error:
@@ -162,7 +175,7 @@ class Worker:
                 if done:
                     return sealing.result()
                 if not await self._renew(job):
-                    raise seal.LeaseLost()
+                    raise queue.LeaseLost()
         finally:
             if not sealing.done():
                 sealing.cancel()

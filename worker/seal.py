@@ -11,10 +11,15 @@ resumable upload is staged as pieces, each a v1 object of its own under the one 
 key: they are opened in order, each against its own header, and resealed as one stream. A
 segment that fails, or a staged object of the wrong length, is permanent (retrying would
 read the same bytes).
+
+An upload whose body is still arriving (`ClaimedJob.following`) is read from its staging
+write as it grows (`worker.follow`), so the blob is sealed shortly after the last byte;
+the attempt then waits for the API to record the whole body before it may finish.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from app.crypto import sealing
@@ -28,7 +33,7 @@ from app.storage.object_keys import (
     piece_object_key,
     staging_object_key,
 )
-from worker import queue
+from worker import follow, queue
 from worker.queue import ClaimedJob, SealedBlob
 
 
@@ -61,19 +66,32 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
     )
     try:
         if not await queue.record_upload_id(services, job, writer.upload_id):
-            raise LeaseLost()
+            raise queue.LeaseLost()
         # Hashed in a worker thread beside the resealing (the second core), as the API does.
         digest = BackgroundDigest() if job.needs_digest else None
         await writer.write(sealer.header)
-        for key, size, recorded in sources:
-            header = recorded or await _read_staging_header(services, key)
-            opener = _opener(staging_key, header, size)
-            await _reseal(services, key, opener, sealer, writer, digest)
+        if job.following:
+            await _reseal_arriving(services, job, staging_key, sealer, writer)
+        else:
+            for key, size, recorded in sources:
+                header = recorded or await _read_staging_header(services, key)
+                opener = _opener(staging_key, header, size)
+                await _reseal(services, key, opener, sealer, writer, digest)
         await writer.write(sealer.finish())
         await writer.commit()
     except BaseException:
         await writer.abort()
         raise
+    if job.following:
+        # The blob is whole and durable; it becomes the link's only once the API has
+        # staged the body and recorded its digest (`queue.finish` checks it too).
+        try:
+            await follow.until_received(services, job)
+        except BaseException:
+            # This attempt's own object, which no row will ever name (the upload was
+            # cancelled, or the lease lost): nothing else can be using it.
+            await asyncio.shield(services.blobs.delete(blob_object_key(job.blob_id)))
+            raise
     return SealedBlob(
         key_id=key_id,
         wrapped_key=wrapped,
@@ -82,10 +100,6 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
         ciphertext_size=layout.ciphertext_size,
         sha256=await digest.digest() if digest is not None else None,
     )
-
-
-class LeaseLost(Exception):
-    """Another worker owns this job now: stop without writing anything."""
 
 
 def _staging_key(services: Services, job: ClaimedJob) -> bytes:
@@ -123,6 +137,37 @@ def _opener(staging_key: bytes, header: bytes, size: int) -> sealing.SegmentOpen
         return sealing.SegmentOpener(staging_key, header, size)
     except sealing.SealError as error:
         raise PermanentFailure(f"staged upload has a bad header: {error}") from None
+
+
+async def _reseal_arriving(
+    services: Services,
+    job: ClaimedJob,
+    staging_key: bytes,
+    sealer: sealing.SegmentSealer,
+    writer: ObjectWriter,
+) -> None:
+    """Reseal the upload's staged object while the API still writes it, each segment as
+    soon as it is whole. The API hashes the body itself, so no digest is computed here."""
+    try:
+        staged = await services.staging.open_growing(staging_object_key(job.id))
+    except ObjectMissing:
+        # No write under way and nothing committed: the upload was aborted.
+        raise queue.LeaseLost() from None
+    try:
+        async with follow.following(services, job, staged) as follower:
+            opener = _opener(staging_key, await follower.header(), job.size)
+            plain_buffer = bytearray(opener.layout.segment_size)
+            index = 0
+            async for sealed in follower.segments(opener.layout):
+                try:
+                    plain = opener.open_into(index, sealed, plain_buffer)
+                except sealing.SealError as error:
+                    raise PermanentFailure(f"staged segment {index} failed: {error}") from None
+                for segment in sealer.feed(plain):
+                    await writer.write(segment)
+                index += 1
+    finally:
+        await staged.close()
 
 
 async def _present(chunks: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:

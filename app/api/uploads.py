@@ -150,6 +150,7 @@ async def put_file(
         lambda: options,
         declared_size=declared,
         uploader=uploader,
+        options_known=True,
     )
     wait = "respond-async" not in (prefer or "").lower()
     return await _answer(request, services, created, name, wait=wait)

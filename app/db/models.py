@@ -61,10 +61,18 @@ class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     FAILED = "failed"
+    # The upload's body is still arriving into its staging object: no worker holds the
+    # job yet (`receiving`), or one follows the staging object and reseals it as it grows
+    # (`following`, under a lease like `running`). The API moves them to `queued` and
+    # `running` once the body is staged and its digest recorded.
+    RECEIVING = "receiving"
+    FOLLOWING = "following"
 
 
 # A job that may still write: its staged object and its attempt's blob are in use.
-LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
+LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.RECEIVING, JobState.FOLLOWING)
+# A job some worker holds under a lease.
+HELD_JOB_STATES = (JobState.RUNNING, JobState.FOLLOWING)
 # A link in one of these never serves again, whatever its expiry.
 ENDED_LINK_STATES = (LinkState.DELETED, LinkState.FAILED)
 

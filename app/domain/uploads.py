@@ -4,6 +4,13 @@ The body streams straight into the staging store, sealed under a one-time stagin
 no plaintext byte rests anywhere (DESIGN §1). Only once the whole body is staged are the
 link row (pending) and its job row written, in one transaction: a failed or aborted upload
 leaves no row, and its staged bytes are deleted before the error goes back.
+
+A large upload of a known length whose options are all known before the body (a PUT),
+into a staging store that can be read while written, is sealed while it arrives: its link
+and job (`receiving`) are written first, a worker follows the staging write and reseals
+it as it grows, and the API records the whole body at the end (`app.domain.arriving`), so
+the link is ready shortly after the last byte instead of after a second pass. If such an
+upload fails, its rows are deleted with its staged bytes: it too leaves nothing.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import insert, select
 
@@ -25,7 +33,7 @@ from app.crypto.tokens import log_name, new_id, new_token, token_hash
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, JobState, Link, LinkState
 from app.db.session import transaction
-from app.domain import storage_cap, upload_policy, upload_quota
+from app.domain import arriving, storage_cap, upload_policy, upload_quota
 from app.domain.digits import whole_number
 from app.domain.uploaders import Admitted
 from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
@@ -40,6 +48,9 @@ log = logging.getLogger("sealdrop.uploads")
 MAX_DOWNLOADS_LIMIT = 1_000_000
 # ASCII digits only: `\d` takes the digits of every script ('٣').
 _EXPIRES_RE = re.compile(r"[0-9]{1,9}[smhd]?")
+# From this size on, an upload that can be is sealed while it arrives: below it, the
+# second pass costs less than the extra transaction (a 4 KiB upload stays as fast).
+FOLLOW_FROM_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +115,7 @@ class _Staged:
     key_id: str
     wrapped_key: bytes
     size: int
-    sha256: bytes
+    sha256: bytes | None  # None until the body is staged (an upload sealed as it arrives)
 
 
 @metrics.count_outcomes(metrics.UPLOADS, success="created")
@@ -115,16 +126,34 @@ async def receive_upload(
     *,
     declared_size: int | None = None,
     uploader: Admitted | None = None,
+    options_known: bool = False,
 ) -> CreatedLink:
     """Stage `body` sealed, then create the pending link and its job in one transaction.
 
     `options` is called once the body is staged (multipart fields may follow the file);
     if it raises, or anything after staging fails, the staged object is deleted. An
     `uploader` (policies keys and proxy) has its limits held and is recorded on the link.
+    With `options_known` (they do not depend on the body) a large upload of a
+    `declared_size` is sealed while it arrives (`_receive_arriving`).
     """
     check_declared_size(declared_size, services)
     upload_policy.check_declared_size(declared_size, uploader)
     reservation = storage_cap.Reservation(services, job_id=new_id())
+    if options_known and _follows(services, declared_size):
+        assert declared_size is not None  # for mypy: `_follows` checked it
+        try:
+            async with upload_quota.allowance(services, uploader, declared_size) as allowance:
+                return await _receive_arriving(
+                    services,
+                    reservation,
+                    allowance.metered(body),
+                    options(),
+                    declared_size,
+                    uploader,
+                )
+        except BaseException:
+            await asyncio.shield(reservation.release())
+            raise
     try:
         async with upload_quota.allowance(services, uploader, declared_size) as allowance:
             staged = await _stage(services, reservation, allowance.metered(body), declared_size)
@@ -146,6 +175,72 @@ async def receive_upload(
     await services.notifier.job_queued()
     log.info("upload staged link=%s size=%d", log_name(token_hash(created.token)), staged.size)
     return created
+
+
+def _follows(services: Services, declared_size: int | None) -> bool:
+    """Whether an upload is sealed while it arrives: large enough, of a known length, into
+    a staging store that can be read while it is written."""
+    return (
+        declared_size is not None
+        and declared_size >= FOLLOW_FROM_BYTES
+        and services.staging.follows_writes
+    )
+
+
+async def _receive_arriving(
+    services: Services,
+    reservation: storage_cap.Reservation,
+    body: AsyncIterator[sealing.Buffer],
+    chosen: UploadOptions,
+    declared_size: int,
+    uploader: Admitted | None,
+) -> CreatedLink:
+    """Write the link and its `receiving` job, then stage the body while a worker follows
+    it; record the whole body, or cancel the upload (rows and staged bytes) if it fails."""
+    job_id = reservation.job_id
+    await reservation.cover(declared_size, exact=True)
+    staging_key = new_data_key()
+    key_id, wrapped = services.keys.wrap(staging_key, staging_key_context(job_id))
+    password_hash = (
+        await services.passwords.hash(chosen.password) if chosen.password is not None else None
+    )
+    key = staging_object_key(job_id)
+    # Opened before the rows exist: a worker that claims the job finds the write under way.
+    writer = await services.staging.open_writer(key, size_hint=declared_size)
+    try:
+        staged = _Staged(job_id, key_id, wrapped, declared_size, None)
+        created = await _create_rows(
+            services, chosen, staged, password_hash, uploader, state=JobState.RECEIVING
+        )
+    except BaseException:
+        await asyncio.shield(writer.abort())
+        raise
+    await services.cache.forget(token_hash(created.token))
+    await services.notifier.job_queued()
+    try:
+        async with _upload_deadline(services.settings.max_upload_seconds):
+            size, digest = await _seal_into(
+                services,
+                writer,
+                staging_key,
+                body,
+                declared_size,
+                grew=partial(services.notifier.staging_grew, job_id),
+            )
+            await writer.commit()
+        await arriving.record_received(services, created.link_id, job_id, digest)
+    except BaseException:
+        await asyncio.shield(_cancel(services, writer, created.link_id, job_id))
+        raise
+    log.info("upload staged link=%s size=%d", log_name(token_hash(created.token)), size)
+    return replace(created, sha256=digest)
+
+
+async def _cancel(services: Services, writer: ObjectWriter, link_id: str, job_id: str) -> None:
+    """Leave nothing of a failed upload that was sealed as it arrived."""
+    await writer.abort()
+    await arriving.cancel(services, link_id, job_id)
+    await services.staging.delete(staging_object_key(job_id))
 
 
 async def _stage(
@@ -197,7 +292,11 @@ async def _seal_into(
     staging_key: bytes,
     body: AsyncIterator[sealing.Buffer],
     declared_size: int | None,
+    *,
+    grew: Callable[[], None] | None = None,
 ) -> tuple[int, bytes]:
+    """Seal `body` into `writer`; its size and SHA-256. `grew` is told of each segment
+    written (a worker may be following the write)."""
     limit = services.settings.max_upload_bytes
     sealer = sealing.SegmentSealer(staging_key, segment_log2=services.settings.segment_log2)
     digest = BackgroundDigest()
@@ -210,6 +309,8 @@ async def _seal_into(
         # Each segment is sealed into one reused buffer and written out before the next.
         for segment in sealer.feed(chunk):
             await writer.write(segment)
+            if grew is not None:
+                grew()
     if declared_size is not None and sealer.plaintext_size != declared_size:
         raise UploadAborted("the body was shorter than its Content-Length; nothing was kept")
     await writer.write(sealer.finish())
@@ -222,6 +323,8 @@ async def _create_rows(
     staged: _Staged,
     password_hash: str | None,
     uploader: Admitted | None,
+    *,
+    state: JobState = JobState.QUEUED,
 ) -> CreatedLink:
     token, manage_token, link_id = new_token(), new_token(), new_id()
     async with transaction(services.sessions, immediate=uploader is not None) as session:
@@ -251,7 +354,7 @@ async def _create_rows(
                 id=staged.job_id,
                 kind="seal",
                 link_id=link_id,
-                state=JobState.QUEUED,
+                state=state,
                 staging_key_id=staged.key_id,
                 staging_wrapped_key=staged.wrapped_key,
             )
@@ -272,7 +375,7 @@ async def _create_rows(
         expires_at=as_utc(expires_at),
         state=LinkState.PENDING,
         size=staged.size,
-        sha256=staged.sha256,
+        sha256=staged.sha256 or b"",
     )
 
 

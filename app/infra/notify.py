@@ -1,4 +1,5 @@
-"""Wake-ups between the API and the workers: "a job was queued", "a link settled".
+"""Wake-ups between the API and the workers: "a job was queued", "a link settled", and
+(in this process only) "an upload's staging write grew".
 
 In embedded mode both sides live in one process and asyncio primitives are enough. In
 production, `app.infra.notify_pg` relays the same two signals across processes with PostgreSQL
@@ -20,6 +21,7 @@ class Notifier:
     def __init__(self) -> None:
         self._job_event = asyncio.Event()
         self._link_events: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._growth_events: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
 
     async def job_queued(self) -> None:
         """Tell workers that there is work."""
@@ -63,6 +65,25 @@ class Notifier:
             waiters.discard(event)
             if not waiters:
                 del self._link_events[link_id]
+
+    def staging_grew(self, job_id: str) -> None:
+        """Wake this process's worker following the upload of `job_id` (a worker in
+        another process looks again on its own, a few milliseconds later)."""
+        for event in self._growth_events.get(job_id, ()):
+            event.set()
+
+    @asynccontextmanager
+    async def watching_staging(self, job_id: str) -> AsyncIterator[asyncio.Event]:
+        """An event set when the staging write of `job_id` grows in this process."""
+        event = asyncio.Event()
+        self._growth_events[job_id].add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._growth_events[job_id]
+            waiters.discard(event)
+            if not waiters:
+                del self._growth_events[job_id]
 
     async def start(self) -> None:
         """Start relaying (nothing to do in process)."""

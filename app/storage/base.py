@@ -118,6 +118,26 @@ class ObjectWriter(ABC):
         await self.abort()
 
 
+class GrowingObject(ABC):
+    """An object whose write may still be under way, read as it grows (`open_growing`).
+
+    Bytes below `available()` are final: a writer only appends, so what is there now is
+    what the object will hold there once committed.
+    """
+
+    @abstractmethod
+    async def available(self) -> int:
+        """How many bytes from the start can be read now."""
+
+    @abstractmethod
+    async def read_into(self, view: memoryview, offset: int) -> int:
+        """Fill `view` from `offset` with bytes already there; how many were read."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the file or connection."""
+
+
 class ObjectStore(ABC):
     """A flat namespace of immutable objects under full keys."""
 
@@ -153,6 +173,15 @@ class ObjectStore(ABC):
         read faster in place overrides it.
         """
         return read_ahead(self.read(key, start, length, chunk_size=chunk_size))
+
+    # Whether `open_growing` can read a write still under way (the upload's worker then
+    # seals while the body arrives).
+    follows_writes = False
+
+    async def open_growing(self, key: str) -> GrowingObject:
+        """The object `key` as it is being written, or once committed (ObjectMissing if
+        neither). Only for stores whose `follows_writes` is true."""
+        raise StorageError(f"{type(self).__name__} cannot read a write under way")
 
     @abstractmethod
     async def size(self, key: str) -> int | None:

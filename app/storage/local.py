@@ -6,7 +6,8 @@ renamed over the final name and its folder fsynced, so an object is either absen
 complete, even across a power cut. Files are 0600 and folders 0700: the objects are
 sealed, but nobody else on the machine needs to see even their sizes. File I/O runs in
 worker threads, in chunks of about 1 MiB, except `stream`'s reads of what is already in
-memory (`app.storage.page_cache`), which a thread hand-off would only slow down.
+memory (`app.storage.page_cache`) and writes to a memory file system (tmpfs), which a
+thread hand-off would only slow down.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from app.storage.base import (
+    GrowingObject,
     ObjectInfo,
     ObjectMissing,
     ObjectStore,
@@ -75,7 +77,7 @@ class LocalStore(ObjectStore):
             return os.open(temporary, flags, FILE_MODE)
 
         fd = await _in_thread(open_temporary, f"cannot open a writer for {key!r}")
-        return LocalWriter(fd, temporary, final)
+        return LocalWriter(fd, temporary, final, in_memory=self._in_memory)
 
     async def read(
         self,
@@ -163,6 +165,28 @@ class LocalStore(ObjectStore):
             lambda: read_full(fd, rest, offset + got), f"cannot read {key!r}"
         )
 
+    follows_writes = True
+
+    async def open_growing(self, key: str) -> LocalGrowingObject:
+        """Open the writer's temporary file, or the object if it was committed already.
+
+        The file descriptor outlives the rename that commits the write: reading goes on
+        from the same file, whatever its name becomes.
+        """
+        final = self.path(key)
+
+        def open_either() -> int:
+            # Twice: a write committed between the look for its temporary and the open of
+            # the final name would be missed once, never twice.
+            for _ in range(2):
+                for path in [*_temporaries_of(final), final]:
+                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            raise ObjectMissing(f"no object or write under way {key!r}")
+
+        fd = await _in_thread(open_either, f"cannot open {key!r}")
+        return LocalGrowingObject(fd, key, in_memory=self._in_memory)
+
     async def size(self, key: str) -> int | None:
         """The file's size, or None if there is no such object."""
         path = self.path(key)
@@ -229,11 +253,62 @@ class LocalStore(ObjectStore):
                 yield item
 
 
+class LocalGrowingObject(GrowingObject):
+    """A file read while its writer may still append to it."""
+
+    def __init__(self, fd: int, key: str, *, in_memory: bool) -> None:
+        self._fd = fd
+        self._key = key
+        self._in_memory = in_memory
+
+    async def available(self) -> int:
+        """The file's size now (an fstat does not wait for a disk)."""
+        try:
+            return os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise StorageError(f"cannot stat {self._key!r}: {exc.strerror or exc}") from exc
+
+    async def read_into(self, view: memoryview, offset: int) -> int:
+        """Read in the event loop what is in memory, the rest in a worker thread."""
+        try:
+            got, done = read_cached(self._fd, view, offset, in_memory=self._in_memory)
+        except OSError as exc:
+            raise StorageError(f"cannot read {self._key!r}: {exc.strerror or exc}") from exc
+        if done:
+            await anyio.lowlevel.checkpoint()
+            return got
+        rest = view[got:]
+        return got + await _in_thread(
+            lambda: read_full(self._fd, rest, offset + got), f"cannot read {self._key!r}"
+        )
+
+    async def close(self) -> None:
+        """Close the file (does not block)."""
+        os.close(self._fd)
+
+
+def _temporaries_of(final: Path) -> list[Path]:
+    """The temporary files of writes under way to `final` (normally one at most)."""
+    try:
+        with os.scandir(final.parent) as scan:
+            names = [entry.name for entry in scan]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [
+        final.with_name(name)
+        for name in names
+        if (match := _TEMPORARY.fullmatch(name)) is not None and match["name"] == final.name
+    ]
+
+
 class LocalWriter(ObjectWriter):
     """Writes a temporary file, then renames it into place on commit."""
 
-    def __init__(self, fd: int, temporary: Path, final: Path) -> None:
+    def __init__(self, fd: int, temporary: Path, final: Path, *, in_memory: bool = False) -> None:
         self.upload_id = temporary.name
+        # On a memory file system a write never waits for a disk: it is done in the event
+        # loop, where handing each segment to a thread cost more than the copy itself.
+        self._in_memory = in_memory
         self._fd: int | None = fd
         self._temporary = temporary
         self._final = final
@@ -297,7 +372,11 @@ class LocalWriter(ObjectWriter):
         if fd is None:
             return
         try:
-            await _in_thread(lambda: _write_all(fd, data), "cannot write")
+            if self._in_memory:
+                _write_now(fd, data)
+                await anyio.lowlevel.checkpoint()
+            else:
+                await _in_thread(lambda: _write_all(fd, data), "cannot write")
         except BaseException:
             await self.abort()
             raise
@@ -310,6 +389,14 @@ class LocalWriter(ObjectWriter):
             os.close(fd)
         os.replace(self._temporary, self._final)
         _fsync_dir(self._final.parent)
+
+
+def _write_now(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """`_write_all` in the caller's thread; OSError becomes StorageError."""
+    try:
+        _write_all(fd, data)
+    except OSError as exc:
+        raise StorageError(f"cannot write: {exc.strerror or exc}") from exc
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:

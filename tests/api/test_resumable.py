@@ -6,13 +6,16 @@ acknowledged, what the link serves, and what was (or was not) stored.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -85,6 +88,27 @@ async def offset_of(client: AppClient, url: str) -> int:
     return int(answer.headers["upload-offset"])
 
 
+async def served_once_sealed(client: AppClient, url: str, timeout: float = 60.0) -> httpx.Response:
+    """GET `url` until it stops answering 503 (the worker sealed it), waiting in time, not tries.
+
+    A count of quick retries runs out on a loaded host before the worker gets its turn.
+    """
+    deadline = time.monotonic() + timeout
+    served = await client.get(url, headers={"Accept": "*/*"})
+    while served.status_code == 503 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        served = await client.get(url, headers={"Accept": "*/*"})
+    return served
+
+
+async def staging_emptied(settings: Settings, timeout: float = 30.0) -> list[Path]:
+    """The staging files left once the worker's clean-up after sealing has had its time."""
+    deadline = time.monotonic() + timeout
+    while (left := staging_files(settings)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return left
+
+
 # Discovery
 
 
@@ -138,11 +162,7 @@ async def test_upload_in_three_patches_serves_the_same_bytes(tus_client: AppClie
     assert "upload-expires" not in answer.headers  # complete: it no longer expires
     download = answer.headers["sealdrop-download-url"]
     assert download.endswith("/report.bin")
-    served = await tus_client.get(download, headers={"Accept": "*/*"})
-    for _ in range(100):
-        if served.status_code != 503:
-            break
-        served = await tus_client.get(download)
+    served = await served_once_sealed(tus_client, download)
     assert served.status_code == 200
     assert served.content == data
     assert served.headers["repr-digest"] == (
@@ -164,7 +184,8 @@ async def test_upload_in_three_patches_serves_the_same_bytes(tus_client: AppClie
     )
     assert "upload-metadata" not in (await tus_client.head(url, headers=TUS)).headers
     assert await count_rows(tus_client.services, Job) == 0  # sealed: the job is done
-    assert staging_files(tus_client.services.settings) == []  # the pieces went with it
+    # the pieces go with it, deleted just after the job's finishing commit
+    assert await staging_emptied(tus_client.services.settings) == []
 
 
 async def test_creation_with_upload_takes_the_first_bytes(tus_client: AppClient) -> None:
@@ -452,11 +473,7 @@ async def test_a_long_patch_is_acknowledged_piece_by_piece(
         row = (await session.execute(select(TusUpload))).scalar_one()
     assert [piece.size for piece in load_pieces(row.pieces) or []] == [100_000, 100_000, 50_000]
     done = await patch(tus_client, url, len(data), b"0123456789")
-    served = await tus_client.get(done.headers["sealdrop-download-url"])
-    for _ in range(100):
-        if served.status_code != 503:
-            break
-        served = await tus_client.get(done.headers["sealdrop-download-url"])
+    served = await served_once_sealed(tus_client, done.headers["sealdrop-download-url"])
     assert served.content == data + b"0123456789"
 
 

@@ -25,7 +25,13 @@ def test_link_states_are_the_strings_the_rows_hold() -> None:
 
 
 def test_job_states_are_the_strings_the_rows_hold() -> None:
-    assert [state.value for state in JobState] == ["queued", "running", "failed"]
+    assert [state.value for state in JobState] == [
+        "queued",
+        "running",
+        "failed",
+        "receiving",
+        "following",
+    ]
 
 
 def test_a_state_equals_and_formats_as_its_string() -> None:
@@ -34,7 +40,12 @@ def test_a_state_equals_and_formats_as_its_string() -> None:
 
 
 def test_live_jobs_are_queued_or_running_and_ended_links_deleted_or_failed() -> None:
-    assert set(LIVE_JOB_STATES) == {JobState.QUEUED, JobState.RUNNING}
+    assert set(LIVE_JOB_STATES) == {
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.RECEIVING,
+        JobState.FOLLOWING,
+    }
     assert set(ENDED_LINK_STATES) == {LinkState.DELETED, LinkState.FAILED}
 
 

@@ -6,8 +6,11 @@ inside segments and across their edges.
 
 from __future__ import annotations
 
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +20,7 @@ from tests.support.stack import Stack
 
 SIZE = (1 << 20) + 12_345
 SEGMENT = 1 << 16
+SLOW_SIZE = (8 << 20) - 4321  # the shared stacks take up to 8 MiB
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,31 @@ def test_curl_continue_at_resumes_a_half_download(shared_file: SharedFile, tmp_p
     assert result.status == 206
     assert result.size_download == SIZE - half
     assert target.read_bytes() == shared_file.data
+
+
+def test_a_slow_reader_gets_every_byte_while_the_server_holds_unsent_chunks(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # A small receive window and small reads: the server's socket fills (its send buffer
+    # grows to 4 MiB at most, so the file is larger) and its transport keeps the rest of
+    # each chunk while later segments are decrypted; a plaintext buffer reused too early
+    # would show here as wrong bytes.
+    source = tmp_path / "slow.bin"
+    write_payload(source, SLOW_SIZE)
+    url = urlsplit(upload(stack, source).download_url)
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.settimeout(30)
+        client.connect((url.hostname, url.port))
+        client.sendall(
+            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = bytearray()
+        while piece := client.recv(1024):
+            answer += piece
+            if len(answer) % 65_536 < 1024:
+                time.sleep(0.002)  # now and then the client is busy elsewhere
+    head, _, body = bytes(answer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert len(body) == SLOW_SIZE
+    assert body == source.read_bytes()

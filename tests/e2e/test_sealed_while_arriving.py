@@ -1,0 +1,198 @@
+"""A large PUT is sealed while its body still arrives (embedded mode: a local staging store).
+
+A slow client sends part of the body and holds the rest back: the link (pending) and its
+job exist already, a worker follows the staging write (`following`) and has begun the
+blob before the last byte is sent; once it is, the answer is 201 (ready) and the download
+is byte-identical. A client that gives up half-way leaves no row and no object. A worker
+killed while it follows: the next attempt seals the upload from its staging write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.clients import curl
+from tests.e2e.conftest import StackFactory
+from tests.e2e.payloads import new_marker, random_chunks, sha256_of
+from tests.hostile.wire import RawConnection
+from tests.support.stack import SWEEP_NOW, Stack, wait_until
+
+pytestmark = pytest.mark.parametrize("stack_mode", ["embedded"])
+
+SIZE = 24 * 1024 * 1024
+# What the client sends before it pauses: several whole segments, not the end.
+FIRST_PART = 9 * 1024 * 1024
+
+
+class SlowClient:
+    """A PUT sent in two parts on a raw connection, with a pause between them."""
+
+    def __init__(self, stack: Stack, size: int, marker: bytes) -> None:
+        self.body = b"".join(random_chunks(size, marker=marker))
+        self.connection = RawConnection(stack.base_url)
+        self.connection.send_head(
+            "PUT",
+            "/arriving.bin",
+            {"Content-Length": str(size), "Accept": "application/json"},
+        )
+
+    def send(self, start: int, stop: int) -> None:
+        assert self.connection.send(self.body[start:stop])
+
+    @property
+    def sha256(self) -> bytes:
+        return hashlib.sha256(self.body).digest()
+
+
+@pytest.fixture
+def marker() -> bytes:
+    return new_marker()
+
+
+@pytest.fixture
+def slow_client() -> Iterator[Callable[[Stack, bytes], SlowClient]]:
+    """Opens slow clients, each closed when the test ends."""
+    opened: list[SlowClient] = []
+
+    def open_client(stack: Stack, marker: bytes) -> SlowClient:
+        opened.append(SlowClient(stack, SIZE, marker))
+        return opened[-1]
+
+    yield open_client
+    for client in opened:
+        client.connection.close()
+
+
+def _job(stack: Stack) -> Any:
+    rows = stack.sql(
+        "select j.id, j.state, j.attempt_blob_id, j.lease_owner, l.state as link_state,"
+        " l.sha256 from jobs j join links l on l.id = j.link_id"
+    )
+    return rows[0] if len(rows) == 1 else None
+
+
+def _following_with_blob_begun(stack: Stack, worker_pid: int | None = None) -> Any:
+    """The job once a worker follows it and its blob's write is under way, else None."""
+    job = _job(stack)
+    if job is None or job.state != "following":
+        return None
+    if worker_pid is not None and f":{worker_pid}:" not in (job.lease_owner or ""):
+        return None
+    writing = f"blobs/{job.attempt_blob_id}" in stack.list_pending_writes("blobs/")
+    return job if writing else None
+
+
+def _leaves_nothing(stack: Stack) -> bool:
+    counts = stack.sql(
+        "select (select count(*) from links) as links, (select count(*) from jobs) as jobs,"
+        " (select count(*) from blobs) as blobs,"
+        " (select count(*) from storage_reservations) as reservations"
+    )[0]
+    return (
+        (counts.links, counts.jobs, counts.blobs, counts.reservations) == (0, 0, 0, 0)
+        and stack.list_objects() == []
+        and stack.list_pending_writes() == []
+    )
+
+
+def test_a_slow_put_is_followed_while_it_arrives_and_ready_after_its_last_byte(
+    make_stack: StackFactory,
+    slow_client: Callable[[Stack, bytes], SlowClient],
+    marker: bytes,
+    tmp_path: Path,
+) -> None:
+    stack = make_stack()
+    client = slow_client(stack, marker)
+    client.send(0, FIRST_PART)
+
+    # Before the body ends: link pending without a digest, its job followed by the
+    # worker, whose blob is already being written.
+    job = wait_until(lambda: _following_with_blob_begun(stack), timeout=60, what="following")
+    assert (job.link_state, job.sha256) == ("pending", None)
+    assert stack.places_holding(marker) == []
+
+    client.send(FIRST_PART, SIZE)
+    answer = client.connection.read_answer(timeout=60)
+    assert answer.status == 201, answer.body
+    assert b'"state":"ready"' in answer.body
+    download_url = answer.header("sealdrop-download-url")
+    assert download_url is not None
+    target = tmp_path / "downloaded"
+    curl("-f", "-o", str(target), download_url)
+    assert sha256_of(target) == client.sha256
+
+    # The blob is the one the following attempt began; nothing else is left.
+    rows = stack.sql("select blob_id, sha256 from links")
+    assert [(row.blob_id, bytes(row.sha256)) for row in rows] == [
+        (job.attempt_blob_id, client.sha256)
+    ]
+    assert stack.sql("select count(*) as n from jobs")[0].n == 0
+    assert stack.list_objects("staging/") == []
+    assert stack.list_pending_writes() == []
+    assert stack.places_holding(marker) == []
+
+
+def test_an_upload_given_up_half_way_leaves_no_row_and_no_object(
+    make_stack: StackFactory, slow_client: Callable[[Stack, bytes], SlowClient], marker: bytes
+) -> None:
+    stack = make_stack()
+    client = slow_client(stack, marker)
+    client.send(0, FIRST_PART)
+    wait_until(lambda: _following_with_blob_begun(stack), timeout=60, what="following")
+
+    client.connection.close()
+    wait_until(lambda: _leaves_nothing(stack), timeout=30, what="nothing left")
+    assert stack.places_holding(marker) == []
+
+
+def test_a_worker_killed_while_following_is_replaced_by_the_next_attempt(
+    make_stack: StackFactory,
+    slow_client: Callable[[Stack, bytes], SlowClient],
+    marker: bytes,
+    tmp_path: Path,
+) -> None:
+    stack = make_stack(worker="off", SEALDROP_JOB_LEASE_SECONDS="3")
+    client = slow_client(stack, marker)
+    client.send(0, FIRST_PART)
+    assert wait_until(lambda: _job(stack), timeout=30, what="job row").state == "receiving"
+
+    first = stack.start_worker()
+    killed = wait_until(
+        lambda: _following_with_blob_begun(stack, first.pid), timeout=60, what="worker A"
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+
+    second = stack.start_worker()
+    wait_until(lambda: _following_with_blob_begun(stack, second.pid), timeout=60, what="worker B")
+    client.send(FIRST_PART, SIZE)
+    answer = client.connection.read_answer(timeout=60)
+    assert answer.status in (201, 202), answer.body
+    wait_until(
+        lambda: stack.sql("select state from links")[0].state == "ready",
+        timeout=60,
+        what="ready",
+    )
+    download_url = answer.header("sealdrop-download-url")
+    assert download_url is not None
+    target = tmp_path / "downloaded"
+    curl("-f", "-o", str(target), download_url)
+    assert sha256_of(target) == client.sha256
+
+    blobs = stack.list_objects("blobs/")
+    assert len(blobs) == 1
+    assert blobs != [f"blobs/{killed.attempt_blob_id}"]
+    assert stack.sql("select count(*) as n from jobs")[0].n == 0
+    # Worker A's unfinished blob write went with the next attempt's clean-up.
+    assert stack.list_pending_writes() == []
+    purge = stack.run_cli("purge", **SWEEP_NOW)
+    assert purge.returncode == 0, purge.stderr
+    assert stack.list_objects("staging/") == []
+    assert stack.list_objects("blobs/") == blobs
+    assert stack.places_holding(marker) == []

@@ -1,0 +1,110 @@
+"""Following an upload while its body still arrives: the staging object read as it grows.
+
+The API writes the staged object (v1, sealed under the staging key) front to back and
+only appends, so every byte below the object's current length is final: a segment whose
+last byte is there can be opened and resealed at once. The attempt waits for more until
+the API says the write grew (in the same process), or looks again after a short while
+(an fstat of a local file costs microseconds; an API in another process says nothing),
+and now and then checks in the database that it still holds the job: an aborted upload
+deletes the job's row, and the attempt stops (`LeaseLost`) without writing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from app.crypto import sealing
+from app.db.models import JobState
+from app.services import Services
+from app.storage.base import GrowingObject
+from worker import queue
+from worker.queue import ClaimedJob
+
+# Waits between looks at a staging object that has not grown, unless woken: short at
+# first (the body arrives in chunks of a few hundred KiB), then longer for a slow client.
+FIRST_WAIT_SECONDS = 0.002
+LONGEST_WAIT_SECONDS = 0.05
+# How often a waiting attempt checks that it still holds the job (an aborted upload).
+CHECK_HELD_SECONDS = 0.5
+# How long, at most, between two checks whether the API has recorded the whole body.
+RECEIVED_POLL_SECONDS = 0.5
+
+
+class _Growth:
+    """Waits until a growing object holds at least so many bytes."""
+
+    def __init__(
+        self, services: Services, job: ClaimedJob, staged: GrowingObject, grew: asyncio.Event
+    ) -> None:
+        self.services = services
+        self.job = job
+        self.staged = staged
+        self.grew = grew
+        self._loop = asyncio.get_running_loop()
+        self._next_check = self._loop.time() + CHECK_HELD_SECONDS
+
+    async def until(self, length: int) -> None:
+        wait = FIRST_WAIT_SECONDS
+        while await self.staged.available() < length:
+            if self._loop.time() >= self._next_check:
+                self._next_check = self._loop.time() + CHECK_HELD_SECONDS
+                if await queue.held_state(self.services, self.job) is None:
+                    raise queue.LeaseLost()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.grew.wait()
+            self.grew.clear()
+            wait = min(wait * 2, LONGEST_WAIT_SECONDS)
+
+
+@contextlib.asynccontextmanager
+async def following(
+    services: Services, job: ClaimedJob, staged: GrowingObject
+) -> AsyncIterator[Follower]:
+    """Read the job's staging write as it grows, woken by the API as it writes."""
+    async with services.notifier.watching_staging(job.id) as grew:
+        yield Follower(_Growth(services, job, staged, grew), staged)
+
+
+class Follower:
+    """The staged object's header, then its segments, each as soon as it is whole."""
+
+    def __init__(self, growth: _Growth, staged: GrowingObject) -> None:
+        self._growth = growth
+        self._staged = staged
+
+    async def header(self) -> bytes:
+        """The 16-byte header, once it is written."""
+        await self._growth.until(sealing.HEADER_SIZE)
+        header = memoryview(bytearray(sealing.HEADER_SIZE))
+        await self._staged.read_into(header, 0)
+        return bytes(header)
+
+    async def segments(self, layout: sealing.Layout) -> AsyncIterator[memoryview]:
+        """Each sealed segment in one reused buffer (each is done with before the next is
+        asked for)."""
+        buffer = memoryview(bytearray(layout.sealed_length(0)))
+        for index in range(layout.segment_count):
+            start, length = layout.segment_offset(index), layout.sealed_length(index)
+            await self._growth.until(start + length)
+            view = buffer[:length]
+            if await self._staged.read_into(view, start) != length:
+                raise queue.LeaseLost()  # the file shrank: only a truncation by hand does that
+            yield view
+
+
+async def until_received(services: Services, job: ClaimedJob) -> None:
+    """Return once the API has staged the whole body and recorded it (the job `running`);
+    LeaseLost if the job is no longer this attempt's."""
+    async with services.notifier.watching_link(job.link_id) as received:
+        while True:
+            state = await queue.held_state(services, job)
+            if state is None:
+                raise queue.LeaseLost()
+            if state == JobState.RUNNING:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(received.wait(), RECEIVED_POLL_SECONDS)
+            received.clear()
