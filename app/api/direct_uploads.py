@@ -82,10 +82,15 @@ class DirectUploadOut(BaseModel):
 
 
 class DirectStatusOut(BaseModel):
-    """What S3 holds of the upload, and fresh URLs for the parts still to send."""
+    """What S3 holds of the upload, fresh URLs for the parts still to send, and what a
+    client that kept only the upload URL needs to seal them: `staging_key` and `header`
+    as at creation (`header` null for an upload begun before the server kept it: start
+    over). The upload URL is the capability to write the upload; the key adds no power."""
 
     id: str
     upload_url: str
+    staging_key: str
+    header: str | None
     size: int
     segment_size: int
     part_size: int
@@ -168,15 +173,17 @@ async def create_direct_upload(
     "/{upload_id}",
     response_model=DirectStatusOut,
     responses=NOT_FOUND,
-    summary="The parts S3 holds, and fresh URLs for the others (to resume)",
+    summary="To resume: the parts S3 holds, fresh URLs for the rest, the staging key",
 )
 async def direct_upload_status(services: ServicesDep, upload_id: UploadId) -> JSONResponse:
-    """List the parts done and sign the rest again."""
+    """List the parts done, sign the rest again, and hand back the key to seal them."""
     found = await direct_uploads.status(services, upload_id)
     plan = found.plan
     answer = DirectStatusOut(
         id=upload_id,
         upload_url=_upload_url(upload_id),
+        staging_key=_b64(found.staging_key),
+        header=None if found.header is None else _b64(found.header),
         size=found.size,
         segment_size=1 << plan.segment_log2,
         part_size=plan.part_size,

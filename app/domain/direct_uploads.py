@@ -65,7 +65,8 @@ class PartUrl:
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    """The answer to a creation: the staging key is shown here once, and never again."""
+    """The answer to a creation: the staging key in clear (again only to the holder of
+    the upload id, in `status`)."""
 
     id: str
     staging_key: bytes
@@ -78,10 +79,14 @@ class Created:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """What S3 holds of an unfinished upload, and fresh URLs for the parts still missing."""
+    """What S3 holds of an unfinished upload, and fresh URLs for the parts still missing;
+    and what a client needs to seal them: the staging key and header (None for an upload
+    begun before the header was kept)."""
 
     id: str
     size: int
+    staging_key: bytes
+    header: bytes | None
     plan: sealing.PartPlan
     done: list[UploadedPart]
     parts: list[PartUrl]
@@ -168,6 +173,7 @@ async def create(
                     segment_log2=log2,
                     staging_key_id=key_id,
                     staging_wrapped_key=wrapped,
+                    header=header,
                     filename=options.filename,
                     content_type=options.content_type,
                     ttl_seconds=options.ttl_seconds,
@@ -239,7 +245,7 @@ def _plan(row: DirectUpload) -> sealing.PartPlan:
 
 
 async def status(services: Services, upload_id: str) -> Status:
-    """The parts S3 holds, and fresh URLs for the others (resuming)."""
+    """The parts S3 holds, fresh URLs for the others, the staging key and header (resuming)."""
     direct = require_target(services)
     row = await _open_row(services, upload_id)
     key = staging_object_key(row.job_id)
@@ -256,6 +262,13 @@ async def status(services: Services, upload_id: str) -> Status:
     return Status(
         id=upload_id,
         size=row.size,
+        # The id is the capability to write this upload (and to complete it into a link
+        # whose file its holder can read): the key it seals under adds no power, and a
+        # client that kept only the id (a page after a reload) can go on sealing.
+        staging_key=services.keys.unwrap(
+            row.staging_key_id, row.staging_wrapped_key, staging_key_context(row.job_id)
+        ),
+        header=row.header,
         plan=plan,
         done=good,
         parts=urls,

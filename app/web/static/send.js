@@ -64,8 +64,12 @@ async function routeFor(file) {
 }
 
 function direct(file, fields, hooks) {
-  const transfer = uploadDirect(file, fields, hooks.onProgress, { maxBytes: hooks.maxBytes });
-  return { done: transfer.done.then((created) => ({ created, fields })), abort: transfer.abort };
+  const transfer = uploadDirect(file, fields, hooks.onProgress, {
+    maxBytes: hooks.maxBytes,
+    onResumed: hooks.onResumed,
+  });
+  // A resumed upload's link has the options of its first start, not today's form's.
+  return { done: transfer.done.then((created) => ({ created, fields: transfer.fields() })), abort: transfer.abort };
 }
 
 function single(file, fields, hooks) {

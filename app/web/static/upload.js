@@ -3,6 +3,7 @@
 // Each link made is remembered in this browser and listed under "Your links".
 
 import { UploadCard } from "./card.js";
+import { forgetStaleDirectUploads } from "./direct_upload.js";
 import { humanSize } from "./format.js";
 import { SavedLinks } from "./saved.js";
 import { forgetStaleUploads } from "./resumable.js";
@@ -176,6 +177,7 @@ function hasFiles(event) {
 }
 
 forgetStaleUploads();
+forgetStaleDirectUploads();
 document.getElementById("choose").addEventListener("click", () => input.click());
 input.addEventListener("change", () => choose(input.files));
 form.addEventListener("submit", submit);
