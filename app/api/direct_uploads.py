@@ -84,13 +84,12 @@ class DirectUploadOut(BaseModel):
 class DirectStatusOut(BaseModel):
     """What S3 holds of the upload, fresh URLs for the parts still to send, and what a
     client that kept only the upload URL needs to seal them: `staging_key` and `header`
-    as at creation (`header` null for an upload begun before the server kept it: start
-    over). The upload URL is the capability to write the upload; the key adds no power."""
+    as at creation. The upload URL is the capability to write the upload; the key adds no power."""
 
     id: str
     upload_url: str
     staging_key: str
-    header: str | None
+    header: str
     size: int
     segment_size: int
     part_size: int
@@ -183,7 +182,7 @@ async def direct_upload_status(services: ServicesDep, upload_id: UploadId) -> JS
         id=upload_id,
         upload_url=_upload_url(upload_id),
         staging_key=_b64(found.staging_key),
-        header=None if found.header is None else _b64(found.header),
+        header=_b64(found.header),
         size=found.size,
         segment_size=1 << plan.segment_log2,
         part_size=plan.part_size,

@@ -320,8 +320,8 @@ class DirectUpload(Base):
     staging_key_id: Mapped[str] = mapped_column(String(64))
     staging_wrapped_key: Mapped[bytes] = mapped_column(LargeBinary(60))
     # The blob's 16-byte header (format and nonce prefix, no secret): a client resuming
-    # after a page reload learns it again here (None for uploads begun before 0006).
-    header: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    # after a page reload learns it again here.
+    header: Mapped[bytes] = mapped_column(LargeBinary(16))
     filename: Mapped[str] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(String(255))
     ttl_seconds: Mapped[int] = mapped_column(Integer)

@@ -80,13 +80,12 @@ class Created:
 @dataclass(frozen=True, slots=True)
 class Status:
     """What S3 holds of an unfinished upload, and fresh URLs for the parts still missing;
-    and what a client needs to seal them: the staging key and header (None for an upload
-    begun before the header was kept)."""
+    and what a client needs to seal them: the staging key and header."""
 
     id: str
     size: int
     staging_key: bytes
-    header: bytes | None
+    header: bytes
     plan: sealing.PartPlan
     done: list[UploadedPart]
     parts: list[PartUrl]

@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("part_size", sa.BigInteger(), nullable=False),
         sa.Column("segment_log2", sa.Integer(), nullable=False),
+        # The blob header, so that a client that lost it can resume (GET answers it).
+        sa.Column("header", sa.LargeBinary(length=16), nullable=False),
         sa.Column("staging_key_id", sa.String(length=64), nullable=False),
         sa.Column("staging_wrapped_key", sa.LargeBinary(length=60), nullable=False),
         sa.Column("filename", sa.Text(), nullable=False),
