@@ -176,6 +176,15 @@ def test_the_api_is_published_on_localhost_8000(services: dict[str, Obj]) -> Non
     assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]
 
 
+def test_direct_uploads_are_presigned_for_the_s3_port_published_on_localhost(
+    services: dict[str, Obj],
+) -> None:
+    # Part URLs for the in-network name `s3:8333` would not resolve in a browser.
+    assert services["s3"]["ports"] == ["127.0.0.1:8333:8333"]
+    endpoint = services["api"]["environment"]["SEALDROP_DIRECT_ENDPOINT_URL"]
+    assert endpoint == "http://localhost:8333"
+
+
 def test_the_worker_stop_grace_outlasts_the_job_lease(services: dict[str, Obj]) -> None:
     grace = int(services["worker"]["stop_grace_period"].removesuffix("s"))
     assert grace > Settings.model_fields["job_lease_seconds"].default
