@@ -10,14 +10,12 @@ PATCH that completes the upload answers with the link (`Sealdrop-*` headers); `G
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from starlette.requests import ClientDisconnect
 
 from app.crypto.passwords import decode_password
 from app.domain import resumable, resumable_append, upload_policy, uploads
@@ -25,8 +23,9 @@ from app.domain.filenames import clean_content_type, clean_filename
 from app.domain.resumable import Status
 from app.domain.resumable_append import Appended
 from app.domain.uploads import UploadOptions
-from app.errors import BadRequest, UploadAborted, UploadTimedOut
+from app.errors import BadRequest
 from app.http import csrf, tus, uploaders
+from app.http.bodies import arriving_body
 from app.http.deps import ServicesDep, limit_uploads
 from app.http.requests import download_url, public_base, share_url
 from app.services import Services
@@ -63,24 +62,11 @@ def _iso(moment: Any) -> str:
     return str(moment.isoformat()).replace("+00:00", "Z")
 
 
-async def _body(request: Request, services: Services) -> AsyncIterator[bytes]:
-    """The PATCH body as it arrives. A client that goes away or goes silent ends it with
-    UploadAborted / UploadTimedOut, after what it sent: that much is kept."""
-    idle_seconds = services.settings.body_idle_timeout_seconds
-    chunks = request.stream()
-    try:
-        while True:
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise UploadAborted("the connection broke; what arrived was kept") from None
-    except TimeoutError:
-        raise UploadTimedOut("the body stalled; what arrived was kept") from None
+def _body(request: Request, services: Services) -> AsyncIterator[bytes]:
+    """The PATCH body as it arrives; what arrived before a break or a stall is kept (the
+    domain checks it against the upload's length)."""
+    idle = services.settings.body_idle_timeout_seconds
+    return arriving_body(request, idle_seconds=idle, keeps_partial=True)
 
 
 def _options(services: Services, values: dict[str, bytes], max_ttl: int) -> UploadOptions:

@@ -7,14 +7,12 @@ the announced size, before a byte of the body is read, so a client sending
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
-from starlette.requests import ClientDisconnect
 
 from app.crypto.passwords import decode_password
 from app.db.models import LinkState
@@ -22,8 +20,9 @@ from app.domain import upload_policy, uploads
 from app.domain.digits import whole_number
 from app.domain.filenames import clean_content_type, clean_filename
 from app.domain.uploads import CreatedLink, UploadOptions
-from app.errors import BadRequest, Unavailable, UploadAborted, UploadTimedOut, UploadTooLarge
+from app.errors import BadRequest, Unavailable
 from app.http import csrf, uploaders
+from app.http.bodies import arriving_body
 from app.http.deps import ServicesDep, limit_uploads
 from app.http.multipart import MAX_OVERHEAD_BYTES, StreamingForm, field_text
 from app.http.openapi import created_answers
@@ -70,31 +69,18 @@ ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-async def _body(request: Request, services: Services, *, overhead: int = 0) -> AsyncIterator[bytes]:
+def _body(request: Request, services: Services, *, overhead: int = 0) -> AsyncIterator[bytes]:
     """The request body as it arrives; a client that goes silent for too long is dropped.
 
     A body past the largest upload (plus the `overhead` a form may add around its file) is
     refused as it crosses the limit, whatever it holds: a form's padding counts too.
     """
-    idle_seconds = services.settings.body_idle_timeout_seconds
-    limit, received = services.settings.max_upload_bytes + overhead, 0
-    chunks = request.stream()
-    try:
-        while True:
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            received += len(chunk)
-            if received > limit:
-                raise UploadTooLarge()
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise UploadAborted() from None
-    except TimeoutError:
-        raise UploadTimedOut() from None
+    settings = services.settings
+    return arriving_body(
+        request,
+        idle_seconds=settings.body_idle_timeout_seconds,
+        limit=settings.max_upload_bytes + overhead,
+    )
 
 
 def _declared_size(request: Request) -> int | None:
