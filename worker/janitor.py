@@ -96,7 +96,7 @@ async def fail_exhausted_jobs(services: Services) -> int:
         if not await queue.fail_exhausted(services, job, NO_ATTEMPT_LEFT):
             continue
         failed += 1
-        await _delete_attempt(services, job.attempt_blob_id, job.attempt_upload_id)
+        await _delete_attempt(services, job.attempt_blob_id)
         await staged.delete_staged(services, job.id, job.staging_pieces)
         await services.notifier.link_settled(job.link_id)
     return failed
@@ -114,12 +114,9 @@ async def cancel_dead_uploads(services: Services) -> int:
     return cancelled
 
 
-async def _delete_attempt(services: Services, blob_id: str | None, upload_id: str | None) -> None:
-    if blob_id is None:
-        return
-    if upload_id:
-        await services.blobs.abort_upload(blob_object_key(blob_id), upload_id)
-    await services.blobs.delete(blob_object_key(blob_id))
+async def _delete_attempt(services: Services, blob_id: str | None) -> None:
+    if blob_id is not None:
+        await services.blobs.discard(blob_object_key(blob_id))
 
 
 def _needs_purge(grace: float) -> object:
@@ -175,7 +172,7 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
             await session.execute(
                 delete(Job)
                 .where(Job.link_id == link_id, Job.state.in_(LIVE_JOB_STATES))
-                .returning(Job.id, Job.attempt_blob_id, Job.attempt_upload_id, Job.staging_pieces)
+                .returning(Job.id, Job.attempt_blob_id, Job.staging_pieces)
             )
         ).all()
         for job in jobs:
@@ -189,7 +186,7 @@ async def _purge_one(services: Services, link_id: str, blob_id: str | None) -> b
     if blob_id is not None:
         await services.blobs.delete(blob_object_key(blob_id))
     for job in jobs:
-        await _delete_attempt(services, job.attempt_blob_id, job.attempt_upload_id)
+        await _delete_attempt(services, job.attempt_blob_id)
         await staged.delete_staged(services, job.id, job.staging_pieces)
     return True
 

@@ -44,7 +44,6 @@ class ClaimedJob:
     staging_wrapped_key: bytes
     size: int
     previous_blob_id: str | None
-    previous_upload_id: str | None
     # The link has no SHA-256 yet (the API never saw the plaintext, or saw it across
     # several requests): the worker computes it while resealing.
     needs_digest: bool = False
@@ -80,7 +79,6 @@ class ExhaustedJob:
     link_id: str
     attempts: int
     attempt_blob_id: str | None
-    attempt_upload_id: str | None
     staging_pieces: str | None = None
 
 
@@ -138,7 +136,6 @@ async def claim(services: Services, owner: str, *, arriving: bool = True) -> Cla
                     Job.id,
                     Job.attempts,
                     Job.attempt_blob_id,
-                    Job.attempt_upload_id,
                     Job.run_after,
                     Job.state,
                     db_now().label("now"),
@@ -198,7 +195,6 @@ async def claim(services: Services, owner: str, *, arriving: bool = True) -> Cla
         staging_wrapped_key=claimed.staging_wrapped_key or b"",
         size=link.size or 0,
         previous_blob_id=candidate.attempt_blob_id,
-        previous_upload_id=candidate.attempt_upload_id,
         # A body still arriving is hashed by the API as it arrives.
         needs_digest=link.sha256 is None and not following,
         staging_pieces=claimed.staging_pieces,
@@ -217,7 +213,8 @@ async def depth(services: Services) -> int:
 
 
 async def record_upload_id(services: Services, job: ClaimedJob, upload_id: str) -> bool:
-    """Remember the attempt's multipart upload id, so a dead attempt can be aborted."""
+    """Record the attempt's unfinished write in its row (for operators); False means the
+    lease was lost."""
     return await _fenced_update(services, job, attempt_upload_id=upload_id)
 
 
@@ -331,7 +328,6 @@ async def exhausted(services: Services, limit: int) -> list[ExhaustedJob]:
                     Job.link_id,
                     Job.attempts,
                     Job.attempt_blob_id,
-                    Job.attempt_upload_id,
                     Job.staging_pieces,
                 )
                 .where(_exhausted(services.settings.job_max_attempts))

@@ -43,12 +43,8 @@ class PermanentFailure(Exception):
 
 async def clean_previous_attempt(services: Services, job: ClaimedJob) -> None:
     """Remove what an earlier, dead attempt at this job may have left in the blob store."""
-    if job.previous_blob_id is None:
-        return
-    key = blob_object_key(job.previous_blob_id)
-    if job.previous_upload_id:
-        await services.blobs.abort_upload(key, job.previous_upload_id)
-    await services.blobs.delete(key)
+    if job.previous_blob_id is not None:
+        await services.blobs.discard(blob_object_key(job.previous_blob_id))
 
 
 async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:

@@ -203,6 +203,17 @@ class ObjectStore(ABC):
     async def abort_upload(self, key: str, upload_id: str) -> None:
         """Discard one unfinished write, by the id its writer had. Idempotent."""
 
+    async def discard(self, key: str) -> None:
+        """Delete the object `key` and abort every unfinished write of it.
+
+        For what a dead writer may have left: it can die after opening its write and
+        before anyone recorded the write's id, so the writes are found by listing.
+        """
+        async for pending in self.list_pending_uploads(key):
+            if pending.key == key:
+                await self.abort_upload(key, pending.upload_id)
+        await self.delete(key)
+
     @abstractmethod
     async def check(self) -> None:
         """Readiness: raise StorageError if the store cannot be used."""

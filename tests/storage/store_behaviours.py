@@ -198,6 +198,26 @@ class StoreBehaviours:
         assert await pending_under(store, key_prefix) == set()
         await store.abort_upload(key, writer.upload_id)  # again: nothing left, no error
 
+    async def test_discard_removes_the_object_and_every_write_of_that_key_only(
+        self, store: ObjectStore, key_prefix: str
+    ) -> None:
+        # What a dead attempt leaves: its object, or writes whose ids nobody recorded.
+        key = f"{key_prefix}blobs/dead"
+        await write_object(store, key, b"committed")
+        for _ in range(2):
+            await (await store.open_writer(key)).write(b"unrecorded")
+        other = await store.open_writer(f"{key_prefix}blobs/dead-not")
+        await other.write(b"someone else's")
+
+        await store.discard(key)
+
+        assert await store.size(key) is None
+        assert await pending_under(store, key_prefix) == {
+            (f"{key_prefix}blobs/dead-not", other.upload_id)
+        }
+        await store.discard(key)  # again: nothing left, no error
+        await other.abort()
+
     async def test_pending_upload_tells_when_it_started(
         self, store: ObjectStore, key_prefix: str
     ) -> None:
