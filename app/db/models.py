@@ -329,6 +329,8 @@ class DirectUpload(Base):
     max_downloads: Mapped[int | None] = mapped_column(Integer)
     password_hash: Mapped[str | None] = mapped_column(String(255))
     uploader_id: Mapped[str | None] = mapped_column(ForeignKey("uploaders.id", ondelete="SET NULL"))
+    # The day whose quota the upload's bytes were taken from (given back if it never ends).
+    quota_day: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=db_now())
     # The last time the API saw the upload move (creation, a listing that found a newer
     # part); the janitor asks S3 for the newest part before it decides the upload is idle.

@@ -180,6 +180,7 @@ async def create(
                     max_downloads=options.max_downloads,
                     password_hash=password_hash,
                     uploader_id=uploader.id if uploader else None,
+                    quota_day=allowance.day,
                 ),
             )
             allowance.used = size  # granted now: the bytes go to S3 without us
@@ -478,21 +479,48 @@ async def cancel(services: Services, upload_id: str) -> None:
 async def _remove(
     services: Services, row: DirectUpload, *, abort: bool, only_open: bool = False
 ) -> bool:
-    """Delete the row (if it is still as seen), then abort and delete what it staged."""
+    """Delete the row (if it is still as seen), give back its reservation and the quota it
+    did not use, then abort and delete what it staged."""
     condition = [DirectUpload.job_id == row.job_id]
     if only_open:
         condition.append(DirectUpload.state == DirectUploadState.OPEN)
-    async with transaction(services.sessions, immediate=True) as session:
-        result = await session.execute(delete(DirectUpload).where(*condition))
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        await storage_cap.release_in_flight(session, row.job_id)
     key = staging_object_key(row.job_id)
     direct = target(services)
+    # What the client sent counts against its daily bytes, cancelled or not; the rest
+    # of the size taken at creation is given back. A completed upload sent it all.
+    sent = await _bytes_sent(direct, key, row) if abort else row.size
+    async with transaction(services.sessions, immediate=True) as session:
+        gone = (
+            await session.execute(
+                delete(DirectUpload)
+                .where(*condition)
+                .returning(DirectUpload.uploader_id, DirectUpload.quota_day, DirectUpload.size)
+            )
+        ).one_or_none()
+        if gone is None:
+            return False
+        await storage_cap.release_in_flight(session, row.job_id)
+        if gone.uploader_id is not None and gone.quota_day is not None:
+            unsent = max(0, gone.size - sent)
+            await upload_quota.give_back_day(session, gone.uploader_id, gone.quota_day, unsent)
     if abort and direct is not None:
         await direct.abort(key, row.s3_upload_id)
     await services.staging.delete(key)
     return True
+
+
+async def _bytes_sent(direct: S3Direct | None, key: str, row: DirectUpload) -> int:
+    """The bytes S3 holds in the upload's parts (each part number once, its largest)."""
+    if direct is None:
+        return 0
+    try:
+        listed = await direct.list_parts(key, row.s3_upload_id)
+    except UploadMissing:
+        return 0
+    largest: dict[int, int] = {}
+    for part in listed:
+        largest[part.number] = max(part.size, largest.get(part.number, 0))
+    return sum(largest.values())
 
 
 async def expire_idle(services: Services) -> int:

@@ -235,18 +235,23 @@ async def terminate(services: Services, upload_id: str) -> None:
 
 async def _remove_row(session: AsyncSession, job_id: str) -> bool:
     """In the caller's transaction: delete an open upload's row and give back its
-    reservation and quota. False if it was no longer open (completed meanwhile)."""
+    reservation and the quota it did not use. False if it was no longer open (completed
+    meanwhile)."""
     gone = (
         await session.execute(
             delete(TusUpload)
             .where(TusUpload.id == job_id, TusUpload.state == TusState.OPEN)
-            .returning(TusUpload.uploader_id, TusUpload.quota_day, TusUpload.length)
+            .returning(
+                TusUpload.uploader_id, TusUpload.quota_day, TusUpload.length, TusUpload.received
+            )
         )
     ).one_or_none()
     if gone is None:
         return False
     if gone.uploader_id is not None and gone.quota_day is not None:
-        await upload_quota.give_back_day(session, gone.uploader_id, gone.quota_day, gone.length)
+        # What was received counts against the day's bytes, finished or not.
+        unsent = gone.length - gone.received
+        await upload_quota.give_back_day(session, gone.uploader_id, gone.quota_day, unsent)
     freed = await session.scalar(
         delete(StorageReservation)
         .where(StorageReservation.id == job_id, StorageReservation.in_flight)

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("max_downloads", sa.Integer(), nullable=True),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column("uploader_id", sa.String(length=32), nullable=True),
+        sa.Column("quota_day", sa.Date(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_activity_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=False),

@@ -395,7 +395,7 @@ async def test_creation_reserves_the_length_and_termination_releases_it(
         await create(client, 140_000)  # fits again
 
 
-async def test_policy_keys_needs_a_key_and_takes_the_quota_at_creation(
+async def test_policy_keys_needs_a_key_and_quota_counts_what_was_received(
     make_settings: Callable[..., Settings],
 ) -> None:
     settings = make_settings(upload_policy="keys", worker="off", upload_wait_seconds=0)
@@ -412,8 +412,14 @@ async def test_policy_keys_needs_a_key_and_takes_the_quota_at_creation(
             "/api/v1/uploads/", headers={**TUS, "Upload-Length": "300", **auth}
         )
         assert over.status_code == 429
+        assert (await patch(client, url, 0, b"a" * 300)).status_code == 204
         assert (await client.delete(url, headers=TUS)).status_code == 204
-        await create(client, 1000, **auth)  # the terminated upload gave its bytes back
+        # The terminated upload gave back the 500 bytes it never received.
+        over = await client.post(
+            "/api/v1/uploads/", headers={**TUS, "Upload-Length": "701", **auth}
+        )
+        assert over.status_code == 429
+        await create(client, 700, **auth)
 
 
 async def test_an_expired_upload_is_410_and_the_janitor_removes_it(tus_client: AppClient) -> None:
