@@ -3,8 +3,8 @@
 `ProductionStack` is the deployment of the design card as real processes on loopback:
 PostgreSQL (a database of its own), Redis (a key prefix of its own), an S3 endpoint
 (`tests.support.s3`: SeaweedFS, or the server `SEALDROP_TEST_S3_URL` names; two buckets of
-its own: blobs and staging), then `sealdrop storage init`, `sealdrop
-migrate`, one `sealdrop serve` with `SEALDROP_WORKER=off` and `sealdrop worker
+its own: blobs and staging), then what `sealdrop storage init` and `sealdrop migrate` do
+(run in the test process), one `sealdrop serve` with `SEALDROP_WORKER=off` and `sealdrop worker
 --concurrency N` processes. It runs the same code as `EmbeddedStack`; only settings differ.
 
 The services behind it (`Backends`: the S3 endpoint, the PostgreSQL and Redis servers) are
@@ -15,6 +15,7 @@ the session). S3 credentials reach the processes only as `AWS_*` variables, neve
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import re
@@ -24,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +34,12 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 
+from app import migrate
 from app.crypto.keys import new_key_entry
+from app.db.session import make_engine
+from app.settings import Settings
 from app.storage.object_keys import STAGING_PREFIX
+from app.storage.s3 import init_buckets
 from tests.support import s3 as s3_support
 from tests.support.services import (
     PgDatabase,
@@ -52,7 +58,6 @@ from tests.support.services import (
 )
 from tests.support.stack import (
     REPO,
-    SEALDROP,
     START_TIMEOUT_SECONDS,
     Stack,
     StackError,
@@ -194,6 +199,20 @@ def production_setting_names() -> frozenset[str]:
     return frozenset(name for name in placeholders if name.startswith("SEALDROP_"))
 
 
+async def _set_up(settings: Settings) -> None:
+    """Create and configure the buckets, then migrate the database (the two commands)."""
+    await init_buckets(
+        settings.resolved_storage_url,
+        settings.resolved_staging_url,
+        public_url=settings.public_url,
+    )
+    engine = make_engine(settings.resolved_database_url, pool_size=1)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
 def worker_pid(lease_owner: str) -> int:
     """The pid in a worker's lease owner name (`host:pid:suffix`)."""
     return int(lease_owner.split(":")[-2])
@@ -308,23 +327,13 @@ class ProductionStack(Stack):
             self.wait_worker_started(process)
 
     def _run_setup(self) -> None:
-        # Both commands at once: they touch different services.
-        commands = {"storage init": ["storage", "init"], "migrate": ["migrate"]}
-        running = {
-            name: subprocess.Popen(
-                [*SEALDROP, *args],
-                cwd=REPO,
-                env=self.process_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for name, args in commands.items()
-        }
-        for name, process in running.items():
-            output, _ = process.communicate(timeout=START_TIMEOUT_SECONDS)
-            if process.returncode != 0:
-                raise StackError(f"sealdrop {name} exited {process.returncode}:\n{output}")
+        # What `sealdrop storage init` and `sealdrop migrate` run, in this process: as two
+        # commands they cost seconds of imports for every stack the suite starts.
+        # The stack's variables (boto3 finds the S3 credentials there) for the duration.
+        with s3_support.environment(self.process_env()), ThreadPoolExecutor(1) as thread:
+            # A thread: a loop of its own, whether or not one runs in this one.
+            setup = thread.submit(asyncio.run, _set_up(Settings()))
+            setup.result(START_TIMEOUT_SECONDS)
 
     def _start_api(self) -> None:
         for _attempt in range(3):
