@@ -251,6 +251,16 @@ async def held_state(services: Services, job: ClaimedJob) -> JobState | None:
         return await session.scalar(select(Job.state).where(_fenced(job)))
 
 
+async def held_pieces(services: Services, job: ClaimedJob) -> tuple[JobState, str | None] | None:
+    """Like `held_state`, with the pieces recorded so far (`Job.staging_pieces`), read
+    together: once the state is `running`, every piece of the body is in the list."""
+    async with services.sessions() as session:
+        row = (
+            await session.execute(select(Job.state, Job.staging_pieces).where(_fenced(job)))
+        ).first()
+    return None if row is None else (row.state, row.staging_pieces)
+
+
 async def _fenced_update(services: Services, job: ClaimedJob, **values: object) -> bool:
     async with transaction(services.sessions) as session:
         result = await session.execute(
