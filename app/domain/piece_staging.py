@@ -3,10 +3,10 @@
 An S3 multipart upload cannot be read before it is completed, so a body staged as one
 object could only be resealed once it had all arrived. Into such a store
 (`ObjectStore.follows_pieces`) the body is staged instead as a series of pieces of
-`PIECE_BYTES` (the last one shorter): each is a v1 object of its own under the upload's
-staging key (`staging/<job id>.<piece id>`, its own header and nonce prefix, as a
-resumable upload's pieces), written as a multipart upload of small parts and completed as
-soon as it is whole. Each committed piece is recorded on the job row
+`PIECE_BYTES` (more past 16 GiB; the last one shorter): each is a v1 object of its own
+under the upload's staging key (`staging/<job id>.<piece id>`, its own header and nonce
+prefix, as a resumable upload's pieces), written as a multipart upload of small parts and
+completed as soon as it is whole. Each committed piece is recorded on the job row
 (`arriving.record_pieces`), and the worker following the job reseals it while the next
 one arrives.
 
@@ -33,6 +33,16 @@ from app.storage.object_keys import Piece, piece_object_key
 # pieces; large enough that a piece's write (three full 5 MiB parts) and its row update
 # cost little beside its bytes, small enough that the worker trails the body closely.
 PIECE_BYTES = 16 * 1024 * 1024
+# Every piece is listed in the job's row, rewritten as each one is recorded: past this
+# many, pieces grow (by whole `PIECE_BYTES`) so that the row stays under about 80 KB.
+MAX_PIECES = 1024
+
+
+def piece_bytes(declared_size: int) -> int:
+    """The plaintext size of each piece (the last one shorter) of an upload of this size:
+    `PIECE_BYTES`, or a multiple of it that keeps to `MAX_PIECES`."""
+    multiple = -(-declared_size // (PIECE_BYTES * MAX_PIECES))
+    return PIECE_BYTES * max(1, multiple)
 
 
 async def stage_pieces(
@@ -48,6 +58,7 @@ async def stage_pieces(
     UploadAborted if the body ends early. On any failure the piece being written is
     aborted; pieces already committed are the caller's to delete (it knows the job).
     """
+    each = piece_bytes(declared_size)
     digest = BackgroundDigest()
     pieces: list[Piece] = []
     staged = 0
@@ -64,17 +75,17 @@ async def stage_pieces(
             while view:
                 if writer is None or sealer is None:
                     piece_id = new_id()
-                    size = min(PIECE_BYTES, declared_size - staged)
+                    size = min(each, declared_size - staged)
                     writer, sealer = await _open_piece(
                         services, job_id, piece_id, staging_key, size
                     )
-                room = PIECE_BYTES - sealer.plaintext_size
+                room = each - sealer.plaintext_size
                 part, view = view[:room], view[room:]
                 staged += len(part)
                 # Each segment is a view of one reused buffer: written before the next.
                 for segment in sealer.feed(part):
                     await writer.write(segment)
-                if sealer.plaintext_size == PIECE_BYTES or staged == declared_size:
+                if sealer.plaintext_size == each or staged == declared_size:
                     await writer.write(sealer.finish())
                     await writer.commit()
                     pieces.append(Piece(piece_id, sealer.plaintext_size, sealer.header))
