@@ -47,7 +47,8 @@ class ClaimedJob:
     # The link has no SHA-256 yet (the API never saw the plaintext, or saw it across
     # several requests): the worker computes it while resealing.
     needs_digest: bool = False
-    # A resumable upload's staged pieces, in order (JSON, `app.storage.object_keys`);
+    # The staged pieces of a resumable upload or of a PUT into S3 staging, in order (JSON,
+    # `app.storage.object_keys`; for a body still arriving, those recorded at the claim);
     # None: one staged object.
     staging_pieces: str | None = None
     # Another job was claimable when this one was taken: claim again without a wake-up.
