@@ -7,6 +7,11 @@ the API says the write grew (in the same process), or looks again after a short 
 (an fstat of a local file costs microseconds; an API in another process says nothing),
 and now and then checks in the database that it still holds the job: an aborted upload
 deletes the job's row, and the attempt stops (`LeaseLost`) without writing anything.
+
+An upload staged in S3 cannot be read before its write completes, so the API stages it as
+pieces (`app.domain.piece_staging`), each committed and then recorded on the job row:
+`recorded_pieces` hands each one over as soon as it is recorded, woken by the API's
+notification (from any process) or looking again every `PIECES_POLL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from app.crypto import sealing
 from app.db.models import JobState
 from app.services import Services
 from app.storage.base import GrowingObject
+from app.storage.object_keys import Piece, load_pieces
 from worker import queue
 from worker.queue import ClaimedJob
 
@@ -30,6 +36,9 @@ LONGEST_WAIT_SECONDS = 0.05
 CHECK_HELD_SECONDS = 0.5
 # How long, at most, between two checks whether the API has recorded the whole body.
 RECEIVED_POLL_SECONDS = 0.5
+# How long, at most, between two looks at the pieces recorded (a lost notification); each
+# look also checks that the attempt still holds the job.
+PIECES_POLL_SECONDS = 0.5
 
 
 class _Growth:
@@ -93,6 +102,32 @@ class Follower:
             if await self._staged.read_into(view, start) != length:
                 raise queue.LeaseLost()  # the file shrank: only a truncation by hand does that
             yield view
+
+
+async def recorded_pieces(services: Services, job: ClaimedJob) -> AsyncIterator[Piece]:
+    """Each piece of the job's upload, in order, as soon as the API has recorded it; the
+    last once the API has recorded the whole body (the job `running`). LeaseLost if the job
+    is no longer this attempt's (an upload cancelled, a lease taken over)."""
+    handed: list[str] = []
+    async with services.notifier.watching_staging(job.id) as grew:
+        while True:
+            held = await queue.held_pieces(services, job)
+            if held is None:
+                raise queue.LeaseLost()
+            state, text = held
+            pieces = load_pieces(text) or []
+            if [piece.id for piece in pieces[: len(handed)]] != handed:
+                # The API only appends (a fenced update): only an edit by hand does that.
+                raise queue.LeaseLost()
+            for piece in pieces[len(handed) :]:
+                handed.append(piece.id)
+                yield piece
+            if state == JobState.RUNNING:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PIECES_POLL_SECONDS):
+                    await grew.wait()
+            grew.clear()
 
 
 async def until_received(services: Services, job: ClaimedJob) -> None:

@@ -104,13 +104,16 @@ async def fail_exhausted_jobs(services: Services) -> int:
 
 async def cancel_dead_uploads(services: Services) -> int:
     """Uploads sealed as they arrive whose body stopped coming with their API process (it
-    would have ended them within the longest upload): their rows and staged bytes go, as
-    for any failed upload. A worker following one stops at its next check."""
+    would have ended them within the longest upload): their rows and staged bytes (its
+    one object, or every piece) go, as for any failed upload. A worker following one
+    stops at its next check."""
     cancelled = 0
-    for link_id, job_id in await arriving.dead(services, BATCH):
+    for link_id, job_id, pieces in await arriving.dead(services, BATCH):
         if await arriving.cancel(services, link_id, job_id, only_arriving=True):
             cancelled += 1
-            await staged.delete_staged(services, job_id, None)
+            # An upload staged as pieces: every piece under the job's id goes, those
+            # committed after `dead` read the row and the one left unfinished too.
+            await staged.delete_staged(services, job_id, pieces)
     return cancelled
 
 

@@ -47,7 +47,8 @@ class ClaimedJob:
     # The link has no SHA-256 yet (the API never saw the plaintext, or saw it across
     # several requests): the worker computes it while resealing.
     needs_digest: bool = False
-    # A resumable upload's staged pieces, in order (JSON, `app.storage.object_keys`);
+    # The staged pieces of a resumable upload or of a PUT into S3 staging, in order (JSON,
+    # `app.storage.object_keys`; for a body still arriving, those recorded at the claim);
     # None: one staged object.
     staging_pieces: str | None = None
     # Another job was claimable when this one was taken: claim again without a wake-up.
@@ -249,6 +250,16 @@ async def held_state(services: Services, job: ClaimedJob) -> JobState | None:
     arrives, `running` once it is staged); None if the lease was lost or the job is gone."""
     async with services.sessions() as session:
         return await session.scalar(select(Job.state).where(_fenced(job)))
+
+
+async def held_pieces(services: Services, job: ClaimedJob) -> tuple[JobState, str | None] | None:
+    """Like `held_state`, with the pieces recorded so far (`Job.staging_pieces`), read
+    together: once the state is `running`, every piece of the body is in the list."""
+    async with services.sessions() as session:
+        row = (
+            await session.execute(select(Job.state, Job.staging_pieces).where(_fenced(job)))
+        ).first()
+    return None if row is None else (row.state, row.staging_pieces)
 
 
 async def _fenced_update(services: Services, job: ClaimedJob, **values: object) -> bool:

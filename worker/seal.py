@@ -13,8 +13,9 @@ segment that fails, or a staged object of the wrong length, is permanent (retryi
 read the same bytes).
 
 An upload whose body is still arriving (`ClaimedJob.following`) is read from its staging
-write as it grows (`worker.follow`), so the blob is sealed shortly after the last byte;
-the attempt then waits for the API to record the whole body before it may finish.
+write as it grows, or into S3 staging piece by piece as the API records each one
+(`worker.follow`), so the blob is sealed shortly after the last byte; the attempt then
+waits for the API to record the whole body before it may finish.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ async def clean_previous_attempt(services: Services, job: ClaimedJob) -> None:
 async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
     """Reseal the job's staged upload into its blob; the object is committed on return."""
     staging_key = _staging_key(services, job)
-    sources = _staged_sources(job)
+    # A body still arriving is read as it is staged, not from the pieces listed now.
+    sources = [] if job.following else _staged_sources(job)
     data_key = new_data_key()
     key_id, wrapped = services.keys.wrap(data_key, data_key_context(job.blob_id))
     sealer = sealing.SegmentSealer(
@@ -66,7 +68,9 @@ async def seal_attempt(services: Services, job: ClaimedJob) -> SealedBlob:
         # Hashed in a worker thread beside the resealing (the second core), as the API does.
         digest = BackgroundDigest() if job.needs_digest else None
         await writer.write(sealer.header)
-        if job.following:
+        if job.following and job.staging_pieces is not None:
+            await _reseal_recorded_pieces(services, job, staging_key, sealer, writer)
+        elif job.following:
             await _reseal_arriving(services, job, staging_key, sealer, writer)
         else:
             for key, size, recorded in sources:
@@ -164,6 +168,35 @@ async def _reseal_arriving(
                 index += 1
     finally:
         await staged.close()
+
+
+async def _reseal_recorded_pieces(
+    services: Services,
+    job: ClaimedJob,
+    staging_key: bytes,
+    sealer: sealing.SegmentSealer,
+    writer: ObjectWriter,
+) -> None:
+    """Reseal the pieces of an upload staged in S3 while the API still stages it, each as
+    soon as it is recorded, streamed a segment at a time (always from the first piece: an
+    earlier attempt's blob is discarded). The API hashes the body itself."""
+    resealed = 0
+    async for piece in follow.recorded_pieces(services, job):
+        resealed += piece.size
+        if resealed > job.size:
+            raise PermanentFailure("the staged pieces add up to more than the upload's size")
+        opener = _opener(staging_key, piece.header, piece.size)
+        try:
+            await _reseal(
+                services, piece_object_key(job.id, piece.id), opener, sealer, writer, None
+            )
+        except PermanentFailure:
+            if await queue.held_state(services, job) is None:
+                # The upload was cancelled meanwhile, its pieces with it: not a failure.
+                raise queue.LeaseLost() from None
+            raise
+    if resealed != job.size:
+        raise PermanentFailure("the staged pieces do not add up to the upload's size")
 
 
 async def _present(chunks: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:

@@ -174,7 +174,8 @@ class Job(Base):
     attempt_upload_id: Mapped[str | None] = mapped_column(Text)
     staging_key_id: Mapped[str | None] = mapped_column(String(64))
     staging_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary(60))
-    # A resumable upload's staged pieces, in order (JSON `[[piece id, size], …]`, each
+    # A resumable upload's staged pieces, or those of a PUT staged into S3 as it arrives
+    # (recorded one by one), in order (JSON `[[piece id, size, header], …]`, each
     # `staging/<job id>.<piece id>`); null: one object, `staging/<job id>`.
     staging_pieces: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -6,6 +6,10 @@ reseal it segment by segment (`worker.follow`). Once the body is staged the API 
 it here (the digest on the link, the job `queued` or, if a worker follows it already,
 `running`); an upload that fails before that is cancelled: its link and job rows are
 deleted, as if it had never begun. Locks are taken link first, then job, as everywhere.
+
+Into S3 staging the body is staged as pieces (`app.domain.piece_staging`): each piece,
+once committed, is recorded on the job row (`record_pieces`) for a worker in another
+process to reseal while the next one arrives.
 """
 
 from __future__ import annotations
@@ -18,12 +22,36 @@ from app.db.session import transaction
 from app.domain import storage_cap
 from app.errors import Unavailable
 from app.services import Services
+from app.storage.object_keys import Piece, dump_pieces
 
 ARRIVING_STATES = (JobState.RECEIVING, JobState.FOLLOWING)
 
 
 class _Refused(Exception):
     """The link or the job is no longer waiting for its body: roll back."""
+
+
+async def record_pieces(services: Services, job_id: str, pieces: list[Piece]) -> None:
+    """Record the pieces committed so far (the last one new) and wake the worker
+    following the job.
+
+    Fenced: only while the job still waits for its body and its row lists exactly the
+    pieces before the new one (only this upload writes them). Unavailable (503) if the
+    job was given up or cancelled meanwhile: the caller cancels the upload.
+    """
+    async with transaction(services.sessions) as session:
+        result = await session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.state.in_(ARRIVING_STATES),
+                Job.staging_pieces == dump_pieces(pieces[:-1]),
+            )
+            .values(staging_pieces=dump_pieces(pieces), updated_at=db_now())
+        )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Unavailable(message="the file could not be sealed; please upload it again")
+    await services.notifier.pieces_staged(job_id)
 
 
 async def record_received(services: Services, link_id: str, job_id: str, sha256: bytes) -> None:
@@ -86,16 +114,16 @@ async def cancel(
     return True
 
 
-async def dead(services: Services, limit: int) -> list[tuple[str, str]]:
+async def dead(services: Services, limit: int) -> list[tuple[str, str, str | None]]:
     """Up to `limit` uploads still waiting for their body long after any upload must
-    have ended (their API process died): (link id, job id) pairs to cancel."""
+    have ended (their API process died): (link id, job id, staged pieces) to cancel."""
     cutoff = db_now_plus(seconds(-services.settings.sweep_age_seconds))
     async with services.sessions() as session:
         rows = (
             await session.execute(
-                select(Job.link_id, Job.id)
+                select(Job.link_id, Job.id, Job.staging_pieces)
                 .where(Job.state.in_(ARRIVING_STATES), Job.created_at < cutoff)
                 .limit(limit)
             )
         ).all()
-    return [(row.link_id, row.id) for row in rows]
+    return [(row.link_id, row.id, row.staging_pieces) for row in rows]

@@ -1,5 +1,6 @@
 """Deleting what an upload staged: its one object (`staging/<job id>`), or the pieces of a
-resumable upload (`staging/<job id>.<piece id>`), with any write left unfinished."""
+resumable upload or of a PUT staged into S3 as it arrived (`staging/<job id>.<piece id>`),
+with any write left unfinished."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from app.storage.object_keys import piece_prefix, staged_object_keys
 
 
 async def delete_staged(services: Services, job_id: str, pieces: str | None) -> None:
-    """Delete a job's staged objects, as its row lists them (`Job.staging_pieces`); for a
-    resumable upload also any piece a PATCH cut off with its process left unfinished."""
+    """Delete a job's staged objects, as its row lists them (`Job.staging_pieces`); for an
+    upload staged as pieces also any piece no row lists yet (a PATCH cut off with its
+    process, a PUT's piece committed but not recorded) and any unfinished write."""
     for key in staged_object_keys(job_id, pieces):
         await services.staging.delete(key)
     if pieces is not None:

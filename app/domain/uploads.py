@@ -9,8 +9,11 @@ A large upload of a known length whose options are all known before the body (a 
 into a staging store that can be read while written, is sealed while it arrives: its link
 and job (`receiving`) are written first, a worker follows the staging write and reseals
 it as it grows, and the API records the whole body at the end (`app.domain.arriving`), so
-the link is ready shortly after the last byte instead of after a second pass. If such an
-upload fails, its rows are deleted with its staged bytes: it too leaves nothing.
+the link is ready shortly after the last byte instead of after a second pass. Into S3
+staging, which cannot be read while written, the body is staged as pieces, each committed
+and recorded on the job as soon as it is whole (`app.domain.piece_staging`), and the
+worker follows the pieces. If such an upload fails, its rows are deleted with its staged
+bytes: it too leaves nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from app.crypto.tokens import log_name, new_id, new_token, token_hash
 from app.db.clock import as_utc, db_now_plus, seconds
 from app.db.models import Job, JobState, Link, LinkState
 from app.db.session import transaction
-from app.domain import arriving, storage_cap, upload_policy, upload_quota
+from app.domain import arriving, piece_staging, storage_cap, upload_policy, upload_quota
+from app.domain import staged as staged_objects
 from app.domain.digits import whole_number
 from app.domain.uploaders import Admitted
 from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
@@ -41,7 +45,7 @@ from app.infra import metrics
 from app.services import Services
 from app.settings import parse_duration
 from app.storage.base import ObjectWriter
-from app.storage.object_keys import staging_object_key
+from app.storage.object_keys import Piece, dump_pieces, staging_object_key
 
 log = logging.getLogger("sealdrop.uploads")
 
@@ -179,11 +183,12 @@ async def receive_upload(
 
 def _follows(services: Services, declared_size: int | None) -> bool:
     """Whether an upload is sealed while it arrives: large enough, of a known length, into
-    a staging store that can be read while it is written."""
+    a staging store that can be read while it is written, or staged as pieces."""
+    staging = services.staging
     return (
         declared_size is not None
         and declared_size >= FOLLOW_FROM_BYTES
-        and services.staging.follows_writes
+        and (staging.follows_writes or staging.follows_pieces)
     )
 
 
@@ -204,36 +209,89 @@ async def _receive_arriving(
     password_hash = (
         await services.passwords.hash(chosen.password) if chosen.password is not None else None
     )
-    key = staging_object_key(job_id)
-    # Opened before the rows exist: a worker that claims the job finds the write under way.
-    writer = await services.staging.open_writer(key, size_hint=declared_size)
-    try:
-        staged = _Staged(job_id, key_id, wrapped, declared_size, None)
-        created = await _create_rows(
-            services, chosen, staged, password_hash, uploader, state=JobState.RECEIVING
-        )
-    except BaseException:
-        await asyncio.shield(writer.abort())
-        raise
-    await services.cache.forget(token_hash(created.token))
-    await services.notifier.job_queued()
-    try:
-        async with _upload_deadline(services.settings.max_upload_seconds):
-            size, digest = await _seal_into(
-                services,
-                writer,
-                staging_key,
-                body,
-                declared_size,
-                grew=partial(services.notifier.staging_grew, job_id),
-            )
-            await writer.commit()
-        await arriving.record_received(services, created.link_id, job_id, digest)
-    except BaseException:
-        await asyncio.shield(_cancel(services, writer, created.link_id, job_id))
-        raise
-    log.info("upload staged link=%s size=%d", log_name(token_hash(created.token)), size)
+    staged = _Staged(job_id, key_id, wrapped, declared_size, None)
+    arrival = _Arrival(services, staged, chosen, password_hash, uploader)
+    if services.staging.follows_writes:
+        created, digest = await arrival.as_one_write(staging_key, body)
+    else:
+        created, digest = await arrival.as_pieces(staging_key, body)
+    log.info("upload staged link=%s size=%d", log_name(token_hash(created.token)), declared_size)
     return replace(created, sha256=digest)
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """An upload sealed while it arrives, once its options and keys are settled."""
+
+    services: Services
+    staged: _Staged
+    chosen: UploadOptions
+    password_hash: str | None
+    uploader: Admitted | None
+
+    async def _rows(self, pieces: list[Piece] | None = None) -> CreatedLink:
+        created = await _create_rows(
+            self.services,
+            self.chosen,
+            self.staged,
+            self.password_hash,
+            self.uploader,
+            state=JobState.RECEIVING,
+            pieces=pieces,
+        )
+        await self.services.cache.forget(token_hash(created.token))
+        await self.services.notifier.job_queued()
+        return created
+
+    async def as_one_write(
+        self, staging_key: bytes, body: AsyncIterator[sealing.Buffer]
+    ) -> tuple[CreatedLink, bytes]:
+        """Staged as one object that the worker reads as it grows (`follows_writes`)."""
+        services, job_id = self.services, self.staged.job_id
+        # Opened before the rows exist: a worker that claims the job finds the write under way.
+        writer = await services.staging.open_writer(
+            staging_object_key(job_id), size_hint=self.staged.size
+        )
+        try:
+            created = await self._rows()
+        except BaseException:
+            await asyncio.shield(writer.abort())
+            raise
+        try:
+            async with _upload_deadline(services.settings.max_upload_seconds):
+                _, digest = await _seal_into(
+                    services,
+                    writer,
+                    staging_key,
+                    body,
+                    self.staged.size,
+                    grew=partial(services.notifier.staging_grew, job_id),
+                )
+                await writer.commit()
+            await arriving.record_received(services, created.link_id, job_id, digest)
+        except BaseException:
+            await asyncio.shield(_cancel(services, writer, created.link_id, job_id))
+            raise
+        return created, digest
+
+    async def as_pieces(
+        self, staging_key: bytes, body: AsyncIterator[sealing.Buffer]
+    ) -> tuple[CreatedLink, bytes]:
+        """Staged as pieces, each recorded on the job once committed, that a worker in
+        another process reseals as they come (`follows_pieces`)."""
+        services, job_id = self.services, self.staged.job_id
+        # The row lists no piece yet, and says that the upload is staged as pieces.
+        created = await self._rows(pieces=[])
+        try:
+            async with _upload_deadline(services.settings.max_upload_seconds):
+                digest = await piece_staging.stage_pieces(
+                    services, job_id, staging_key, body, self.staged.size
+                )
+            await arriving.record_received(services, created.link_id, job_id, digest)
+        except BaseException:
+            await asyncio.shield(_cancel_pieces(services, created.link_id, job_id))
+            raise
+        return created, digest
 
 
 async def _cancel(services: Services, writer: ObjectWriter, link_id: str, job_id: str) -> None:
@@ -241,6 +299,13 @@ async def _cancel(services: Services, writer: ObjectWriter, link_id: str, job_id
     await writer.abort()
     await arriving.cancel(services, link_id, job_id)
     await services.staging.delete(staging_object_key(job_id))
+
+
+async def _cancel_pieces(services: Services, link_id: str, job_id: str) -> None:
+    """Leave nothing of a failed upload staged as pieces: rows, then every piece (listed,
+    so a piece committed but not yet recorded goes too)."""
+    await arriving.cancel(services, link_id, job_id)
+    await staged_objects.delete_pieces(services, job_id)
 
 
 async def _stage(
@@ -325,6 +390,7 @@ async def _create_rows(
     uploader: Admitted | None,
     *,
     state: JobState = JobState.QUEUED,
+    pieces: list[Piece] | None = None,
 ) -> CreatedLink:
     token, manage_token, link_id = new_token(), new_token(), new_id()
     async with transaction(services.sessions, immediate=uploader is not None) as session:
@@ -357,6 +423,7 @@ async def _create_rows(
                 state=state,
                 staging_key_id=staged.key_id,
                 staging_wrapped_key=staged.wrapped_key,
+                staging_pieces=None if pieces is None else dump_pieces(pieces),
             )
         )
         await storage_cap.hold_for_job(

@@ -1,8 +1,9 @@
 """Wake-ups between the API and the workers: "a job was queued", "a link settled", and
-(in this process only) "an upload's staging write grew".
+"an upload's staging grew" (a local write in this process only; a piece staged in S3, in
+every process).
 
 In embedded mode both sides live in one process and asyncio primitives are enough. In
-production, `app.infra.notify_pg` relays the same two signals across processes with PostgreSQL
+production, `app.infra.notify_pg` relays the signals across processes with PostgreSQL
 LISTEN/NOTIFY and feeds them into this class. A lost wake-up costs latency, never work:
 workers also poll slowly, and upload waiters re-check the database when they wake.
 """
@@ -72,9 +73,15 @@ class Notifier:
         for event in self._growth_events.get(job_id, ()):
             event.set()
 
+    async def pieces_staged(self, job_id: str) -> None:
+        """Tell the worker following the upload of `job_id`, wherever it runs, that a new
+        piece of it was recorded (`app.domain.piece_staging`)."""
+        self.staging_grew(job_id)
+
     @asynccontextmanager
     async def watching_staging(self, job_id: str) -> AsyncIterator[asyncio.Event]:
-        """An event set when the staging write of `job_id` grows in this process."""
+        """An event set when the staging of `job_id` grows: a write in this process, or a
+        piece recorded by any process."""
         event = asyncio.Event()
         self._growth_events[job_id].add(event)
         try:

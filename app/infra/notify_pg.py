@@ -1,7 +1,8 @@
 """Wake-ups across processes through PostgreSQL LISTEN/NOTIFY.
 
-Each process keeps one listening connection (autocommit) on `sealdrop_jobs` and
-`sealdrop_links` (payload: the link id) and feeds what it hears into the in-process
+Each process keeps one listening connection (autocommit) on `sealdrop_jobs`,
+`sealdrop_links` (payload: the link id) and `sealdrop_staging` (payload: the job id of an
+upload that staged one more piece) and feeds what it hears into the in-process
 `Notifier`. Sending goes through the engine's pool. When the database goes away the
 listener reconnects with backoff; after reconnecting it wakes this process's workers once,
 since jobs may have been queued while it was deaf. A lost wake-up costs latency, never work
@@ -26,6 +27,7 @@ log = logging.getLogger("sealdrop.notify")
 
 JOBS_CHANNEL = "sealdrop_jobs"
 LINKS_CHANNEL = "sealdrop_links"
+STAGING_CHANNEL = "sealdrop_staging"
 # Without traffic a dead connection can look alive; a trivial query now and then tells.
 KEEPALIVE_SECONDS = 15.0
 BACKOFF_FIRST_SECONDS = 0.1
@@ -64,6 +66,11 @@ class PostgresNotifier(Notifier):
         """Wake upload waiters for `link_id` here and in every other process."""
         self.deliver_link_settled(link_id)
         await self._send(LINKS_CHANNEL, link_id)
+
+    async def pieces_staged(self, job_id: str) -> None:
+        """Wake the worker following `job_id`'s upload, here or in another process."""
+        self.staging_grew(job_id)
+        await self._send(STAGING_CHANNEL, job_id)
 
     async def start(self) -> None:
         """Start listening; waits briefly for the first connection, never fails start-up."""
@@ -114,6 +121,7 @@ class PostgresNotifier(Notifier):
         async with connection:
             await connection.execute(f"LISTEN {JOBS_CHANNEL}")
             await connection.execute(f"LISTEN {LINKS_CHANNEL}")
+            await connection.execute(f"LISTEN {STAGING_CHANNEL}")
             self.connections += 1
             self.listening.set()
             if self.connections > 1:
@@ -130,3 +138,5 @@ class PostgresNotifier(Notifier):
             self.deliver_job_queued()
         elif channel == LINKS_CHANNEL and payload:
             self.deliver_link_settled(payload)
+        elif channel == STAGING_CHANNEL and payload:
+            self.staging_grew(payload)

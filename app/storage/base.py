@@ -177,6 +177,10 @@ class ObjectStore(ABC):
     # Whether `open_growing` can read a write still under way (the upload's worker then
     # seals while the body arrives).
     follows_writes = False
+    # Whether an upload is instead followed as a series of pieces, each its own object
+    # committed as soon as it is whole (`app.domain.piece_staging`): S3, whose unfinished
+    # multipart upload no other process can read.
+    follows_pieces = False
 
     async def open_growing(self, key: str) -> GrowingObject:
         """The object `key` as it is being written, or once committed (ObjectMissing if

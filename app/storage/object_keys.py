@@ -1,5 +1,6 @@
 """The object keys Sealdrop writes: `staging/<job id>`, `staging/<job id>.<piece id>` (the
-pieces of a resumable upload) and `blobs/<blob id>`, built and read back in this one place.
+pieces of a resumable upload, or of a PUT staged into S3 as it arrives) and
+`blobs/<blob id>`, built and read back in this one place.
 
 The prefixes are a stored contract: objects already written live under them, and
 `sealdrop storage init` scopes the staging bucket's expiry rule to `STAGING_PREFIX`.
@@ -21,7 +22,7 @@ def staging_object_key(job_id: str) -> str:
 
 
 def piece_object_key(job_id: str, piece_id: str) -> str:
-    """Where one piece of job `job_id`'s resumable upload is staged (ids hold no `.`)."""
+    """Where one piece of job `job_id`'s upload is staged (ids hold no `.`)."""
     return f"{STAGING_PREFIX}{job_id}.{piece_id}"
 
 
@@ -32,7 +33,8 @@ def piece_prefix(job_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """One staged piece of a resumable upload: its id, plaintext size, and its header.
+    """One staged piece of an upload (resumable, or a PUT into S3 staging): its id,
+    plaintext size, and its header.
 
     The header (with the piece's random nonce prefix) is every segment's associated data:
     a reader that takes it from the row, not from the object, opens a piece only at its

@@ -41,6 +41,10 @@ __all__ = ["S3Store", "S3Writer", "init_buckets"]
 class S3Store(ObjectStore):
     """Objects in one bucket."""
 
+    # An unfinished multipart upload cannot be read: uploads are staged as pieces, each
+    # completed as soon as it is whole, for a worker in another process to follow.
+    follows_pieces = True
+
     def __init__(
         self,
         location: S3Location,

@@ -1,15 +1,20 @@
-"""A large PUT is sealed while its body still arrives (embedded mode: a local staging store).
+"""A large PUT is sealed while its body still arrives, in both modes.
 
 A slow client sends part of the body and holds the rest back: the link (pending) and its
-job exist already, a worker follows the staging write (`following`) and has begun the
-blob before the last byte is sent; once it is, the answer is 201 (ready) and the download
-is byte-identical. A client that gives up half-way leaves no row and no object. A worker
-killed while it follows: the next attempt seals the upload from its staging write.
+job exist already, a worker follows the staging (`following`) and has begun the blob
+before the last byte is sent; once it is, the answer is 201 (ready) and the download is
+byte-identical. Embedded, the worker follows the local staging write; in production the
+API stages the body into S3 as 16 MiB pieces, each recorded on the job once committed, and
+the worker (another process) reseals each one: the client sends past the first piece
+before it pauses. A client that gives up half-way leaves no row, no object and no
+multipart upload. A worker killed while it follows: the next attempt seals the upload
+from its staging, from the start.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,11 +28,13 @@ from tests.e2e.payloads import new_marker, random_chunks, sha256_of
 from tests.hostile.wire import RawConnection
 from tests.support.stack import SWEEP_NOW, Stack, wait_until
 
-pytestmark = pytest.mark.parametrize("stack_mode", ["embedded"])
+pytestmark = pytest.mark.parametrize("stack_mode", ["embedded", "production"])
 
-SIZE = 24 * 1024 * 1024
-# What the client sends before it pauses: several whole segments, not the end.
-FIRST_PART = 9 * 1024 * 1024
+MIB = 1024 * 1024
+SIZE = 24 * MIB
+# What the client sends before it pauses: several whole segments, not the end; in
+# production past the first staged piece (`app.domain.piece_staging.PIECE_BYTES`).
+FIRST_PART = {"embedded": 9 * MIB, "production": 20 * MIB}
 
 
 class SlowClient:
@@ -71,16 +78,19 @@ def slow_client() -> Iterator[Callable[[Stack, bytes], SlowClient]]:
 
 def _job(stack: Stack) -> Any:
     rows = stack.sql(
-        "select j.id, j.state, j.attempt_blob_id, j.lease_owner, l.state as link_state,"
-        " l.sha256 from jobs j join links l on l.id = j.link_id"
+        "select j.id, j.state, j.attempt_blob_id, j.lease_owner, j.staging_pieces,"
+        " l.state as link_state, l.sha256 from jobs j join links l on l.id = j.link_id"
     )
     return rows[0] if len(rows) == 1 else None
 
 
 def _following_with_blob_begun(stack: Stack, worker_pid: int | None = None) -> Any:
-    """The job once a worker follows it and its blob's write is under way, else None."""
+    """The job once a worker follows it and its blob's write is under way (in production,
+    with a staged piece recorded for it to reseal), else None."""
     job = _job(stack)
     if job is None or job.state != "following":
+        return None
+    if stack.mode == "production" and not json.loads(job.staging_pieces or "[]"):
         return None
     if worker_pid is not None and f":{worker_pid}:" not in (job.lease_owner or ""):
         return None
@@ -109,7 +119,8 @@ def test_a_slow_put_is_followed_while_it_arrives_and_ready_after_its_last_byte(
 ) -> None:
     stack = make_stack()
     client = slow_client(stack, marker)
-    client.send(0, FIRST_PART)
+    first_part = FIRST_PART[stack.mode]
+    client.send(0, first_part)
 
     # Before the body ends: link pending without a digest, its job followed by the
     # worker, whose blob is already being written.
@@ -117,7 +128,7 @@ def test_a_slow_put_is_followed_while_it_arrives_and_ready_after_its_last_byte(
     assert (job.link_state, job.sha256) == ("pending", None)
     assert stack.places_holding(marker) == []
 
-    client.send(FIRST_PART, SIZE)
+    client.send(first_part, SIZE)
     answer = client.connection.read_answer(timeout=60)
     assert answer.status == 201, answer.body
     assert b'"state":"ready"' in answer.body
@@ -143,7 +154,8 @@ def test_an_upload_given_up_half_way_leaves_no_row_and_no_object(
 ) -> None:
     stack = make_stack()
     client = slow_client(stack, marker)
-    client.send(0, FIRST_PART)
+    first_part = FIRST_PART[stack.mode]
+    client.send(0, first_part)
     wait_until(lambda: _following_with_blob_begun(stack), timeout=60, what="following")
 
     client.connection.close()
@@ -159,7 +171,8 @@ def test_a_worker_killed_while_following_is_replaced_by_the_next_attempt(
 ) -> None:
     stack = make_stack(worker="off", SEALDROP_JOB_LEASE_SECONDS="3")
     client = slow_client(stack, marker)
-    client.send(0, FIRST_PART)
+    first_part = FIRST_PART[stack.mode]
+    client.send(0, first_part)
     assert wait_until(lambda: _job(stack), timeout=30, what="job row").state == "receiving"
 
     first = stack.start_worker()
@@ -171,7 +184,7 @@ def test_a_worker_killed_while_following_is_replaced_by_the_next_attempt(
 
     second = stack.start_worker()
     wait_until(lambda: _following_with_blob_begun(stack, second.pid), timeout=60, what="worker B")
-    client.send(FIRST_PART, SIZE)
+    client.send(first_part, SIZE)
     answer = client.connection.read_answer(timeout=60)
     assert answer.status in (201, 202), answer.body
     wait_until(

@@ -46,12 +46,19 @@ def write_random_file(path: Path, size: int) -> bytes:
     return digest.digest()
 
 
-def put_file(stack: ProductionStack, path: Path, *, respond_async: bool = True) -> Link:
-    """`PUT /<name>` of a file, streamed; asks not to wait for sealing by default."""
+def put_file(
+    stack: ProductionStack, path: Path, *, respond_async: bool = True, known_length: bool = True
+) -> Link:
+    """`PUT /<name>` of a file, streamed; asks not to wait for sealing by default.
+
+    Without `known_length` the body is sent chunked (no Content-Length): the upload is
+    staged whole and sealed after its last byte, never followed while it arrives.
+    """
     headers = {"Accept": "application/json"}
     if respond_async:
         headers["Prefer"] = "respond-async"
-    with path.open("rb") as body:
+    with path.open("rb") as file:
+        body = file if known_length else iter(lambda: file.read(CHUNK), b"")
         answer = httpx.put(
             f"{stack.base_url}/{path.name}", content=body, headers=headers, timeout=120
         )

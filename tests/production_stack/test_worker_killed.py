@@ -1,5 +1,8 @@
 """A worker SIGKILLed in the middle of sealing a 200 MiB file: another one finishes the job.
 
+The file is sent chunked, so it is sealed in a second pass once staged (a PUT of a known
+length is followed while it arrives: `test_sealed_while_arriving` kills a worker then).
+
 The dead attempt's multipart upload is left behind in the blob bucket; the next attempt,
 claimed once the lease has run out, aborts it by the id recorded in the job row, seals
 the file again, and commits exactly one blob.
@@ -50,7 +53,7 @@ def test_a_worker_killed_mid_seal_is_replaced_after_its_lease(
     stack = make_stack(workers=2, concurrency=1, SEALDROP_JOB_LEASE_SECONDS=str(LEASE_SECONDS))
     payload = tmp_path / "large.bin"
     digest = write_random_file(payload, SIZE)
-    link = put_file(stack, payload)
+    link = put_file(stack, payload, known_length=False)
 
     owner, stale_blob, stale_upload, lease_left = wait_until(
         lambda: _attempt_in_flight(stack), timeout=120, interval=0.02, what="a sealing attempt"

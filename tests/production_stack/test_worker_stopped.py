@@ -4,6 +4,9 @@ It claims nothing more, and the job in hand is finished within the grace period 
 20 s by default) or released when that runs out: either way the file is sealed, once, long
 before the lease would have run out, and a job queued after the signal waits for another
 worker.
+
+The large files are sent chunked, so they are sealed in a second pass once staged (a PUT
+of a known length would be sealed while it arrives, finished with its last byte).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def test_a_worker_stopped_mid_seal_claims_nothing_more_and_its_job_is_sealed_at_
     large, small = tmp_path / "large.bin", tmp_path / "small.bin"
     large_digest = write_random_file(large, FINISHED_SIZE)
     small_digest = write_random_file(small, 1000)
-    large_link = put_file(stack, large)
+    large_link = put_file(stack, large, known_length=False)
     owner = _sealing_owner(stack)
 
     stopping = stack.signal_worker(worker_pid(owner), signal.SIGTERM)
@@ -81,7 +84,7 @@ def test_a_worker_stopped_mid_seal_with_no_grace_releases_its_job_to_another_at_
     stopping = stack.start_worker(concurrency=1, grace=0)
     payload = tmp_path / "large.bin"
     digest = write_random_file(payload, SIZE)
-    link = put_file(stack, payload)
+    link = put_file(stack, payload, known_length=False)
     _sealing_owner(stack)
 
     stopping.send_signal(signal.SIGTERM)
