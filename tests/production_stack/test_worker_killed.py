@@ -4,8 +4,9 @@ The file is sent chunked, so it is sealed in a second pass once staged (a PUT of
 length is followed while it arrives: `test_sealed_while_arriving` kills a worker then).
 
 The dead attempt's multipart upload is left behind in the blob bucket; the next attempt,
-claimed once the lease has run out, aborts it by the id recorded in the job row, seals
-the file again, and commits exactly one blob.
+claimed once the lease has run out, aborts every unfinished write of the dead attempt's
+blob (found by listing, not only the one whose id the row recorded), seals the file again,
+and commits exactly one blob.
 """
 
 from __future__ import annotations
