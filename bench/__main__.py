@@ -311,9 +311,21 @@ def main() -> None:
             print()
             print(format_targets(results), flush=True)
             _save(options, about, results)
+    except BaseException:
+        _print_logs(work)
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\nwritten to {options.json}")
+
+
+def _print_logs(work: Path) -> None:
+    """The end of every benchmarked process's log, before the folder goes: what the
+    servers said about a case that failed."""
+    for log in sorted(work.rglob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-30:]
+        print(f"\n--- {log.relative_to(work)}, last {len(lines)} lines", file=sys.stderr)
+        print("\n".join(lines), file=sys.stderr)
 
 
 def _print_saved(path: Path) -> None:

@@ -167,6 +167,11 @@ def tus_upload(base_url: str, chunks: list[Path], size: int, *, scratch: Path) -
     result = subprocess.run(patches, capture_output=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"tus PATCHes: {result.stderr.decode().strip()}")
+    for number in range(len(chunks)):
+        # curl goes on after an answer that is not a success: name the first one.
+        status = _status_line(scratch / f"tus-patch-{number}.txt")
+        if " 204" not in status:
+            raise RuntimeError(f"tus PATCH {number + 1} of {len(chunks)} answered {status!r}")
     last = _headers(scratch / f"tus-patch-{len(chunks) - 1}.txt")
     if last.get("upload-offset") != str(size) or "sealdrop-link" not in last:
         raise RuntimeError(f"tus upload did not complete: {last}")
@@ -184,6 +189,12 @@ def _tus_create(base_url: str, size: int, headers: Path) -> str:
     if answer.status != 201:
         raise RuntimeError(f"tus creation answered {answer.status}")
     return _headers(headers)["location"]
+
+
+def _status_line(path: Path) -> str:
+    """The final answer's status line (after any `100 Continue`)."""
+    statuses = [line.strip() for line in path.read_text().splitlines() if line.startswith("HTTP/")]
+    return statuses[-1] if statuses else "no answer"
 
 
 def _headers(path: Path) -> dict[str, str]:
