@@ -36,6 +36,10 @@ async def _upload_two(page: Page, server: LiveServer) -> dict[str, dict[str, Any
     await page.click("#upload-button")
     for name in ("alpha.txt", "beta.txt"):
         await expect(card(page, name)).to_have_attribute("data-state", "ready")
+        # Each saved entry asks for its link's status and stores the whole list again when
+        # the answer comes ("Checking…" turns "Ready" after that): wait for it, or a late
+        # answer overwrites what a test puts into the stored list itself.
+        await expect(saved(page, name).locator(".saved-state")).to_have_text("Ready")
     return await _stored(page)
 
 
