@@ -181,7 +181,6 @@ async def edit_link(
 ) -> LinkStatus:
     """Change the expiry, the download limit or the password; answers the link's status."""
     response.headers["Cache-Control"] = "no-store"
-    await link_edits.edit_link(services, token, bearer_token(authorization), body.to_edit())
-    link = await links.resolve(services, token)
+    link = await link_edits.edit_link(services, token, bearer_token(authorization), body.to_edit())
     # The owner proved the manage token: the file's details are theirs to see.
     return _status(link, with_file=True)

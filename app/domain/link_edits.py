@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, select, update
 from app.crypto.passwords import decode_password
 from app.crypto.tokens import is_token_shaped, log_name, token_hash
 from app.db.clock import as_utc, db_now
-from app.db.models import Link, LinkState
+from app.db.models import Blob, Link, LinkState
 from app.db.session import transaction
 from app.domain import links, uploads
 from app.errors import BadRequest, Conflict, Forbidden, LinkGone, LinkNotFound
@@ -83,8 +83,11 @@ def ceiling(link: Link, max_ttl: int) -> datetime:
 
 async def edit_link(
     services: Services, token: str, manage_token: str | None, edit: LinkEdit
-) -> None:
-    """Apply `edit` to the link with its manage token, or change nothing and raise.
+) -> links.LinkView:
+    """Apply `edit` to the link with its manage token and return the link as the edit left
+    it (read under the same lock: downloads that use it up a moment later do not turn a
+    change made into an error), or change nothing and raise. A limit equal to the
+    downloads made is applied and ends the link: LinkGone.
 
     LinkNotFound (404), Forbidden (403, wrong or missing manage token), LinkGone (410, the
     link no longer serves), BadRequest (400, an expiry past the ceiling), Conflict (409, a
@@ -113,10 +116,17 @@ async def edit_link(
         changed = await session.scalar(
             update(Link).where(_editable(link.id, values)).values(**values).returning(Link.id)
         )
-    if changed is None:
-        # Only reachable if the row changed under a lock we hold: answer as for a gone link.
-        raise LinkGone()
+        if changed is None:
+            # Only reachable if the row changed under a lock we hold: answer as for a gone link.
+            raise LinkGone()
+        await session.refresh(link)
+        blob = await session.get(Blob, link.blob_id) if link.blob_id is not None else None
+        edited = links.view(link, blob, now)
     log.info("link=%s edited by its owner: %s", log_name(hashed), ", ".join(sorted(values)))
+    if edited.downloads_left == 0:
+        # The owner's own limit, equal to the downloads already made, ended the link.
+        raise LinkGone("this link has been downloaded as many times as allowed")
+    return edited
 
 
 async def _authorize(services: Services, hashed: bytes, manage_token: str | None) -> None:

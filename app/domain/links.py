@@ -104,10 +104,11 @@ async def resolve(services: Services, token: str) -> LinkView:
     if link.max_downloads is not None and link.download_count >= link.max_downloads:
         await services.cache.put(hashed, 410)
         raise LinkGone("this link has been downloaded as many times as allowed")
-    return _view(link, blob, now)
+    return view(link, blob, now)
 
 
-def _view(link: Link, blob: Blob | None, now: datetime) -> LinkView:
+def view(link: Link, blob: Blob | None, now: datetime) -> LinkView:
+    """A snapshot of `link` as loaded, with its blob (`now` by the database clock)."""
     locked_for = 0.0
     if link.locked_until is not None:
         locked_for = max(0.0, (as_utc(link.locked_until) - as_utc(now)).total_seconds())
