@@ -10,10 +10,7 @@ any upload may last is cancelled by the janitor: no row, no staged byte.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
 
-import httpx
 from sqlalchemy import select
 
 from app.db.clock import db_now_plus, seconds
@@ -21,32 +18,12 @@ from app.db.models import Job, Link
 from app.domain.uploads import FOLLOW_FROM_BYTES
 from tests.conftest import AppClient
 from tests.support.datadir import staging_files
+from tests.support.held_body import HeldBody
 from tests.support.rows import update_job
 from worker import janitor, queue, seal
 from worker.queue import ClaimedJob, SealedBlob
 
 SIZE = FOLLOW_FROM_BYTES + 300_000
-
-
-class HeldBody:
-    """A PUT whose body stops half-way until `go` is set."""
-
-    def __init__(self, client: AppClient) -> None:
-        self.data = os.urandom(SIZE)
-        self.go = asyncio.Event()
-        self.answer: asyncio.Task[httpx.Response] = asyncio.create_task(
-            client.put(
-                "/big.bin",
-                content=self._chunks(),
-                headers={"Content-Length": str(SIZE), "Accept": "application/json"},
-            )
-        )
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        half = SIZE // 2
-        yield self.data[:half]
-        await self.go.wait()
-        yield self.data[half:]
 
 
 async def _rows(client: AppClient) -> list[tuple[str, str, bytes | None]]:
@@ -90,7 +67,7 @@ async def test_the_janitor_cancels_an_upload_whose_api_is_gone(idle_client: AppC
 
 async def check_followed_job(idle_client: AppClient) -> None:
     """Claim, hand back, claim again and finish a job whose body arrives meanwhile."""
-    put = HeldBody(idle_client)
+    put = HeldBody(idle_client, SIZE, SIZE // 2)
     await _until_job(idle_client)
     assert await _rows(idle_client) == [("receiving", "pending", None)]
 
@@ -119,7 +96,7 @@ async def check_followed_job(idle_client: AppClient) -> None:
 
 async def check_dead_upload_cancelled(idle_client: AppClient) -> None:
     """An upload older than any may last is cancelled by the janitor, rows and bytes."""
-    put = HeldBody(idle_client)
+    put = HeldBody(idle_client, SIZE, SIZE // 2)
     await _until_job(idle_client)
     services = idle_client.services
     age = services.settings.sweep_age_seconds + 60

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -28,6 +26,7 @@ from app.settings import Settings
 from app.storage.object_keys import piece_prefix
 from tests.conftest import AppClient
 from tests.support.asgi import running_app
+from tests.support.held_body import HeldBody
 from tests.support.production import (
     production_backends_cleanup,  # noqa: F401 - a session fixture: stops the services
     s3_url,
@@ -60,30 +59,6 @@ async def pieces_client(
     with environment(shared_backends().s3_env):
         async with running_app(settings) as client:
             yield client
-
-
-class HeldBody:
-    """A PUT whose body stops after `FIRST` bytes until `go` is set; with `short`, it
-    then ends there instead (fewer bytes than its Content-Length)."""
-
-    def __init__(self, client: AppClient, *, short: bool = False) -> None:
-        self.data = os.urandom(SIZE)
-        self.go = asyncio.Event()
-        self.short = short
-        self.answer: asyncio.Task[httpx.Response] = asyncio.create_task(
-            client.put(
-                "/big.bin",
-                content=self._chunks(),
-                headers={"Content-Length": str(SIZE), "Accept": "application/json"},
-            )
-        )
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        for start in range(0, FIRST, 1 << 20):
-            yield self.data[start : min(start + (1 << 20), FIRST)]
-        await self.go.wait()
-        if not self.short:
-            yield self.data[FIRST:]
 
 
 async def _job_row(services: Services) -> tuple[str, str, list[object]] | None:
@@ -123,7 +98,7 @@ async def test_a_piece_staged_put_is_followed_and_finished_once_received(
 ) -> None:
     services = pieces_client.services
     assert services.staging.follows_pieces
-    put = HeldBody(pieces_client)
+    put = HeldBody(pieces_client, SIZE, FIRST)
     job_id = await _until_pieces(services, 1)
     row = await _job_row(services)
     assert row is not None
@@ -156,7 +131,7 @@ async def test_a_job_nobody_followed_is_sealed_from_its_recorded_pieces(
     pieces_client: AppClient,
 ) -> None:
     services = pieces_client.services
-    put = HeldBody(pieces_client)
+    put = HeldBody(pieces_client, SIZE, FIRST)
     await _until_pieces(services, 1)
     put.go.set()
     answer = await put.answer
@@ -174,7 +149,7 @@ async def test_a_short_body_leaves_no_row_no_piece_and_no_multipart_upload(
     pieces_client: AppClient,
 ) -> None:
     services = pieces_client.services
-    put = HeldBody(pieces_client, short=True)
+    put = HeldBody(pieces_client, SIZE, FIRST, short=True)
     job_id = await _until_pieces(services, 1)
     put.go.set()
     answer = await put.answer
@@ -186,7 +161,7 @@ async def test_the_janitor_deletes_the_pieces_of_an_upload_whose_api_is_gone(
     pieces_client: AppClient,
 ) -> None:
     services = pieces_client.services
-    put = HeldBody(pieces_client)
+    put = HeldBody(pieces_client, SIZE, FIRST)
     job_id = await _until_pieces(services, 1)
     age = services.settings.sweep_age_seconds + 60
     await update_job(services, job_id, created_at=db_now_plus(seconds(-age)))
