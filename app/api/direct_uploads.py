@@ -19,7 +19,7 @@ from app.api.uploads import CREATED, ERRORS, answer_created
 from app.crypto.passwords import decode_password
 from app.domain import direct_uploads, upload_policy, uploads
 from app.domain.filenames import clean_content_type, clean_filename
-from app.domain.uploads import UploadOptions
+from app.domain.upload_rows import UploadOptions
 from app.http import csrf, uploaders
 from app.http.deps import ServicesDep, limit_uploads
 

@@ -22,7 +22,7 @@ from app.domain import resumable, resumable_append, upload_policy, uploads
 from app.domain.filenames import clean_content_type, clean_filename
 from app.domain.resumable import Status
 from app.domain.resumable_append import Appended
-from app.domain.uploads import UploadOptions
+from app.domain.upload_rows import UploadOptions
 from app.errors import BadRequest
 from app.http import csrf, tus, uploaders
 from app.http.bodies import arriving_body

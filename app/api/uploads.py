@@ -19,7 +19,7 @@ from app.db.models import LinkState
 from app.domain import upload_policy, uploads
 from app.domain.digits import whole_number
 from app.domain.filenames import clean_content_type, clean_filename
-from app.domain.uploads import CreatedLink, UploadOptions
+from app.domain.upload_rows import CreatedLink, UploadOptions
 from app.errors import BadRequest, Unavailable
 from app.http import csrf, uploaders
 from app.http.bodies import arriving_body

@@ -38,8 +38,8 @@ from app.db.models import (
 )
 from app.db.session import transaction
 from app.domain import storage_cap, upload_policy, upload_quota, uploads
+from app.domain.upload_rows import CreatedLink, UploadOptions
 from app.domain.uploaders import Admitted, admitted
-from app.domain.uploads import CreatedLink, UploadOptions
 from app.errors import BadRequest, Conflict, UploaderRefused, UploadNotFound
 from app.infra import metrics
 from app.services import Services

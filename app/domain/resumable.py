@@ -35,8 +35,9 @@ from app.db.clock import as_utc, db_now, db_now_plus, seconds
 from app.db.models import Link, LinkState, StorageReservation, TusState, TusUpload
 from app.db.session import transaction
 from app.domain import staged, storage_cap, upload_policy, upload_quota
+from app.domain.upload_rows import UploadOptions
 from app.domain.uploaders import Admitted
-from app.domain.uploads import UploadOptions, check_declared_size
+from app.domain.uploads import check_declared_size
 from app.errors import UploadGone, UploadNotFound
 from app.services import Services
 from app.storage.object_keys import piece_object_key

@@ -33,8 +33,8 @@ from app.db.clock import as_utc, db_now, db_now_plus, seconds
 from app.db.models import Job, JobState, Link, LinkState, TusState, TusUpload, Uploader
 from app.db.session import transaction
 from app.domain import resumable, storage_cap, upload_policy
+from app.domain.upload_rows import CreatedLink
 from app.domain.uploaders import Admitted, Limits
-from app.domain.uploads import CreatedLink
 from app.errors import (
     BadRequest,
     ChecksumMismatch,

@@ -9,7 +9,10 @@
 - the transaction that writes its link and job rows turns that into the job's
   reservation, of exactly twice the sealed size of the body received;
 - the transaction that ends the job (sealed, failed, cancelled) releases it, and a sealed
-  job's blob is counted in its place; a purge uncounts the blob it deletes.
+  job's blob is counted in its place; a purge uncounts the blob it deletes;
+- an upload the API seals into its blob itself (the embedded mode) has no staged copy and
+  no job: the transaction that writes its blob and link rows counts the blob in place of
+  its reservation (which held twice as much while the body arrived, like any upload's).
 
 Each of these changes the total in the same transaction as the rows it follows, so the
 total is always the sum over the rows. Reserving is one conditional UPDATE
@@ -249,12 +252,14 @@ async def stored_bytes(services: Services) -> int:
     return int(total or 0)
 
 
-async def release_in_flight(session: AsyncSession, job_id: str) -> None:
+async def release_in_flight(session: AsyncSession, job_id: str, *, blob_bytes: int = 0) -> None:
     """In the caller's transaction: give back an upload's reservation while its bytes are
-    still arriving (a direct upload cancelled or expired)."""
+    still arriving (a direct upload cancelled or expired), or once the API has sealed it
+    into its blob itself, counting the blob (`blob_bytes`) in its place. Counted even if
+    the janitor took the reservation meanwhile: the blob exists."""
     freed = await session.scalar(
         delete(StorageReservation)
         .where(StorageReservation.id == job_id, StorageReservation.in_flight)
         .returning(StorageReservation.bytes)
     )
-    await add(session, -(freed or 0))
+    await add(session, blob_bytes - (freed or 0))

@@ -24,28 +24,33 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from functools import partial
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from app.crypto import sealing
 from app.crypto.digests import BackgroundDigest
-from app.crypto.keys import new_data_key, staging_key_context
-from app.crypto.tokens import log_name, new_id, new_token, token_hash
-from app.db.clock import as_utc, db_now_plus, seconds
-from app.db.models import Job, JobState, Link, LinkState
-from app.db.session import transaction
-from app.domain import arriving, piece_staging, storage_cap, upload_policy, upload_quota
+from app.crypto.keys import data_key_context, new_data_key, staging_key_context
+from app.crypto.tokens import log_name, new_id, token_hash
+from app.db.models import JobState, Link, LinkState
+from app.domain import (
+    arriving,
+    piece_staging,
+    storage_cap,
+    upload_policy,
+    upload_quota,
+    upload_rows,
+)
 from app.domain import staged as staged_objects
 from app.domain.digits import whole_number
+from app.domain.upload_rows import CreatedLink, StagedBody, UploadOptions
 from app.domain.uploaders import Admitted
 from app.errors import BadRequest, UploadAborted, UploadTimedOut, UploadTooLarge
 from app.infra import metrics
 from app.services import Services
 from app.settings import parse_duration
 from app.storage.base import ObjectWriter
-from app.storage.object_keys import Piece, dump_pieces, staging_object_key
+from app.storage.object_keys import Piece, blob_object_key, staging_object_key
 
 log = logging.getLogger("sealdrop.uploads")
 
@@ -55,30 +60,6 @@ _EXPIRES_RE = re.compile(r"[0-9]{1,9}[smhd]?")
 # From this size on, an upload that can be is sealed while it arrives: below it, the
 # second pass costs less than the extra transaction (a 4 KiB upload stays as fast).
 FOLLOW_FROM_BYTES = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class UploadOptions:
-    """What the uploader asked for, already validated."""
-
-    filename: str
-    content_type: str
-    ttl_seconds: int
-    max_downloads: int | None = None
-    password: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedLink:
-    """The answer to an upload: the secrets are shown once, here, and never again."""
-
-    link_id: str
-    token: str
-    manage_token: str
-    expires_at: datetime
-    state: LinkState
-    size: int
-    sha256: bytes | None  # None until the worker computes it (direct uploads)
 
 
 def parse_expires_in(text: str | None, max_ttl: int) -> int:
@@ -113,15 +94,6 @@ def check_declared_size(declared: int | None, services: Services) -> None:
         raise UploadTooLarge()
 
 
-@dataclass(frozen=True, slots=True)
-class _Staged:
-    job_id: str
-    key_id: str
-    wrapped_key: bytes
-    size: int
-    sha256: bytes | None  # None until the body is staged (an upload sealed as it arrives)
-
-
 @metrics.count_outcomes(metrics.UPLOADS, success="created")
 async def receive_upload(
     services: Services,
@@ -132,48 +104,117 @@ async def receive_upload(
     uploader: Admitted | None = None,
     options_known: bool = False,
 ) -> CreatedLink:
-    """Stage `body` sealed, then create the pending link and its job in one transaction.
+    """Receive `body` sealed and create its link: sealed into its blob at once when this
+    process runs the worker (`_receive_sealed`), else staged for a worker.
 
-    `options` is called once the body is staged (multipart fields may follow the file);
-    if it raises, or anything after staging fails, the staged object is deleted. An
-    `uploader` (policies keys and proxy) has its limits held and is recorded on the link.
-    With `options_known` (they do not depend on the body) a large upload of a
-    `declared_size` is sealed while it arrives (`_receive_arriving`).
+    `options` is called once the body is in (multipart fields may follow the file); if it
+    raises, or anything after that fails, what was written is deleted. An `uploader`
+    (policies keys and proxy) has its limits held and is recorded on the link. With
+    `options_known` (they do not depend on the body) a large upload of a `declared_size`
+    is sealed by a worker while it arrives (`_receive_arriving`).
     """
     check_declared_size(declared_size, services)
     upload_policy.check_declared_size(declared_size, uploader)
     reservation = storage_cap.Reservation(services, job_id=new_id())
-    if options_known and _follows(services, declared_size):
-        assert declared_size is not None  # for mypy: `_follows` checked it
-        try:
-            async with upload_quota.allowance(services, uploader, declared_size) as allowance:
-                return await _receive_arriving(
-                    services,
-                    reservation,
-                    allowance.metered(body),
-                    options(),
-                    declared_size,
-                    uploader,
-                )
-        except BaseException:
-            await asyncio.shield(reservation.release())
-            raise
     try:
         async with upload_quota.allowance(services, uploader, declared_size) as allowance:
-            staged = await _stage(services, reservation, allowance.metered(body), declared_size)
-            try:
-                chosen = options()
-                password_hash = (
-                    await services.passwords.hash(chosen.password)
-                    if chosen.password is not None
-                    else None
+            metered = allowance.metered(body)
+            if services.settings.worker == "embedded":
+                return await _receive_sealed(
+                    services, reservation, metered, options, declared_size, uploader
                 )
-                created = await _create_rows(services, chosen, staged, password_hash, uploader)
-            except BaseException:
-                await asyncio.shield(services.staging.delete(staging_object_key(staged.job_id)))
-                raise
+            if options_known and _follows(services, declared_size):
+                assert declared_size is not None  # for mypy: `_follows` checked it
+                return await _receive_arriving(
+                    services, reservation, metered, options(), declared_size, uploader
+                )
+            return await _receive_staged(
+                services, reservation, metered, options, declared_size, uploader
+            )
     except BaseException:
         await asyncio.shield(reservation.release())
+        raise
+
+
+async def _new_link(
+    services: Services, chosen: UploadOptions, uploader: Admitted | None
+) -> upload_rows.NewLink:
+    password_hash = (
+        await services.passwords.hash(chosen.password) if chosen.password is not None else None
+    )
+    return upload_rows.NewLink(chosen, password_hash, uploader)
+
+
+async def _receive_sealed(
+    services: Services,
+    reservation: storage_cap.Reservation,
+    body: AsyncIterator[sealing.Buffer],
+    options: Callable[[], UploadOptions],
+    declared_size: int | None,
+    uploader: Admitted | None,
+) -> CreatedLink:
+    """Seal `body` straight into its blob under its own data key, then write the blob row
+    and the link, ready. Only where the worker runs in this process (the embedded mode):
+    there a staged copy would be read back by the same process and sealed a second time,
+    and the staging store is the same disk as the blobs, so it buys nothing. If the upload
+    fails, its unfinished blob write is aborted (or its blob deleted): nothing is left."""
+    await reservation.cover(declared_size or 0, exact=declared_size is not None)
+    blob_id = new_id()
+    data_key = new_data_key()
+    key_id, wrapped = services.keys.wrap(data_key, data_key_context(blob_id))
+    segment_log2 = services.settings.segment_log2
+    sealer = _sealer(services, data_key)
+    key = blob_object_key(blob_id)
+    hint = None if declared_size is None else sealing.Layout(declared_size, segment_log2)
+    writer = await services.blobs.open_writer(
+        key, size_hint=None if hint is None else hint.ciphertext_size
+    )
+    try:
+        async with _upload_deadline(services.settings.max_upload_seconds):
+            size, digest = await _seal_into(
+                services, writer, sealer, reservation.covering(body), declared_size
+            )
+            await writer.commit()
+    except BaseException:
+        await asyncio.shield(writer.abort())
+        raise
+    layout = sealing.Layout(size, segment_log2)
+    sealed = upload_rows.SealedBody(
+        blob_id=blob_id,
+        key_id=key_id,
+        wrapped_key=wrapped,
+        header=sealer.header,
+        segment_size=layout.segment_size,
+        ciphertext_size=layout.ciphertext_size,
+        size=size,
+        sha256=digest,
+    )
+    try:
+        new = await _new_link(services, options(), uploader)
+        created = await upload_rows.create_ready_rows(services, new, sealed, reservation.job_id)
+    except BaseException:
+        await asyncio.shield(services.blobs.delete(key))
+        raise
+    await services.cache.forget(token_hash(created.token))
+    log.info("upload sealed link=%s size=%d", log_name(token_hash(created.token)), size)
+    return created
+
+
+async def _receive_staged(
+    services: Services,
+    reservation: storage_cap.Reservation,
+    body: AsyncIterator[sealing.Buffer],
+    options: Callable[[], UploadOptions],
+    declared_size: int | None,
+    uploader: Admitted | None,
+) -> CreatedLink:
+    """Stage `body` sealed, then create the pending link and its job in one transaction."""
+    staged = await _stage(services, reservation, body, declared_size)
+    try:
+        new = await _new_link(services, options(), uploader)
+        created = await upload_rows.create_job_rows(services, new, staged)
+    except BaseException:
+        await asyncio.shield(services.staging.delete(staging_object_key(staged.job_id)))
         raise
     await services.cache.forget(token_hash(created.token))
     await services.notifier.job_queued()
@@ -206,11 +247,8 @@ async def _receive_arriving(
     await reservation.cover(declared_size, exact=True)
     staging_key = new_data_key()
     key_id, wrapped = services.keys.wrap(staging_key, staging_key_context(job_id))
-    password_hash = (
-        await services.passwords.hash(chosen.password) if chosen.password is not None else None
-    )
-    staged = _Staged(job_id, key_id, wrapped, declared_size, None)
-    arrival = _Arrival(services, staged, chosen, password_hash, uploader)
+    staged = StagedBody(job_id, key_id, wrapped, declared_size, None)
+    arrival = _Arrival(services, staged, await _new_link(services, chosen, uploader))
     if services.staging.follows_writes:
         created, digest = await arrival.as_one_write(staging_key, body)
     else:
@@ -224,20 +262,12 @@ class _Arrival:
     """An upload sealed while it arrives, once its options and keys are settled."""
 
     services: Services
-    staged: _Staged
-    chosen: UploadOptions
-    password_hash: str | None
-    uploader: Admitted | None
+    staged: StagedBody
+    new: upload_rows.NewLink
 
     async def _rows(self, pieces: list[Piece] | None = None) -> CreatedLink:
-        created = await _create_rows(
-            self.services,
-            self.chosen,
-            self.staged,
-            self.password_hash,
-            self.uploader,
-            state=JobState.RECEIVING,
-            pieces=pieces,
+        created = await upload_rows.create_job_rows(
+            self.services, self.new, self.staged, state=JobState.RECEIVING, pieces=pieces
         )
         await self.services.cache.forget(token_hash(created.token))
         await self.services.notifier.job_queued()
@@ -262,7 +292,7 @@ class _Arrival:
                 _, digest = await _seal_into(
                     services,
                     writer,
-                    staging_key,
+                    _sealer(services, staging_key),
                     body,
                     self.staged.size,
                     grew=partial(services.notifier.staging_grew, job_id),
@@ -313,7 +343,7 @@ async def _stage(
     reservation: storage_cap.Reservation,
     body: AsyncIterator[sealing.Buffer],
     declared_size: int | None,
-) -> _Staged:
+) -> StagedBody:
     job_id = reservation.job_id
     # Before anything is staged: the announced size, or a first step of an unknown one.
     await reservation.cover(declared_size or 0, exact=declared_size is not None)
@@ -323,13 +353,21 @@ async def _stage(
     try:
         async with _upload_deadline(services.settings.max_upload_seconds):
             size, digest = await _seal_into(
-                services, writer, staging_key, reservation.covering(body), declared_size
+                services,
+                writer,
+                _sealer(services, staging_key),
+                reservation.covering(body),
+                declared_size,
             )
             await writer.commit()
     except BaseException:
         await asyncio.shield(writer.abort())
         raise
-    return _Staged(job_id, key_id, wrapped, size, digest)
+    return StagedBody(job_id, key_id, wrapped, size, digest)
+
+
+def _sealer(services: Services, key: bytes) -> sealing.SegmentSealer:
+    return sealing.SegmentSealer(key, segment_log2=services.settings.segment_log2)
 
 
 @contextlib.asynccontextmanager
@@ -354,16 +392,15 @@ async def _upload_deadline(limit: float) -> AsyncIterator[None]:
 async def _seal_into(
     services: Services,
     writer: ObjectWriter,
-    staging_key: bytes,
+    sealer: sealing.SegmentSealer,
     body: AsyncIterator[sealing.Buffer],
     declared_size: int | None,
     *,
     grew: Callable[[], None] | None = None,
 ) -> tuple[int, bytes]:
-    """Seal `body` into `writer`; its size and SHA-256. `grew` is told of each segment
-    written (a worker may be following the write)."""
+    """Seal `body` with `sealer` into `writer`; its size and SHA-256. `grew` is told of
+    each segment written (a worker may be following the write)."""
     limit = services.settings.max_upload_bytes
-    sealer = sealing.SegmentSealer(staging_key, segment_log2=services.settings.segment_log2)
     digest = BackgroundDigest()
     await writer.write(sealer.header)
     async for chunk in body:
@@ -380,70 +417,6 @@ async def _seal_into(
         raise UploadAborted("the body was shorter than its Content-Length; nothing was kept")
     await writer.write(sealer.finish())
     return sealer.plaintext_size, await digest.digest()
-
-
-async def _create_rows(
-    services: Services,
-    options: UploadOptions,
-    staged: _Staged,
-    password_hash: str | None,
-    uploader: Admitted | None,
-    *,
-    state: JobState = JobState.QUEUED,
-    pieces: list[Piece] | None = None,
-) -> CreatedLink:
-    token, manage_token, link_id = new_token(), new_token(), new_id()
-    async with transaction(services.sessions, immediate=uploader is not None) as session:
-        if uploader is not None:
-            await upload_policy.hold_for_link(session, uploader)
-        await session.execute(
-            insert(Link).values(
-                id=link_id,
-                token_hash=token_hash(token),
-                manage_token_hash=token_hash(manage_token),
-                filename=options.filename,
-                content_type=options.content_type,
-                size=staged.size,
-                sha256=staged.sha256,
-                password_hash=password_hash,
-                max_downloads=options.max_downloads,
-                expires_at=db_now_plus(seconds(options.ttl_seconds)),
-                max_expires_at=db_now_plus(
-                    seconds(upload_policy.max_ttl(services.settings, uploader))
-                ),
-                state=LinkState.PENDING,
-                uploader_id=uploader.id if uploader else None,
-            )
-        )
-        await session.execute(
-            insert(Job).values(
-                id=staged.job_id,
-                kind="seal",
-                link_id=link_id,
-                state=state,
-                staging_key_id=staged.key_id,
-                staging_wrapped_key=staged.wrapped_key,
-                staging_pieces=None if pieces is None else dump_pieces(pieces),
-            )
-        )
-        await storage_cap.hold_for_job(
-            session, staged.job_id, staged.size, services.settings.segment_log2
-        )
-        expires_at = (
-            await session.execute(select(Link.expires_at).where(Link.id == link_id))
-        ).scalar_one()
-    if uploader is not None:
-        metrics.UPLOADER_LINKS.labels(uploader.name).inc()
-        metrics.UPLOADER_BYTES.labels(uploader.name).inc(staged.size)
-    return CreatedLink(
-        link_id=link_id,
-        token=token,
-        manage_token=manage_token,
-        expires_at=as_utc(expires_at),
-        state=LinkState.PENDING,
-        size=staged.size,
-        sha256=staged.sha256 or b"",
-    )
 
 
 async def wait_until_settled(services: Services, link_id: str, at_most: float) -> LinkState:

@@ -18,7 +18,7 @@ from app.domain.uploaders import Limits
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import running_app, upload
-from tests.support.datadir import staging_files
+from tests.support.datadir import blob_files, staging_files
 from tests.support.forms import CONTENT_TYPE, file, multipart
 from tests.support.rows import count_rows, link_row
 
@@ -67,6 +67,7 @@ async def test_an_upload_without_a_known_key_gets_401_with_a_bearer_challenge(
     assert "upload key" in answer.json()["error"]
     assert await count_rows(keys_client.services, Link) == 0
     assert staging_files(keys_client.services.settings) == []
+    assert blob_files(keys_client.services.settings) == []
 
 
 async def test_a_key_uploads_and_its_link_names_the_uploader(keys_client: AppClient) -> None:

@@ -22,9 +22,10 @@ from app.domain.uploads import wait_until_settled
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import running_app, upload
-from tests.support.datadir import staging_files
+from tests.support.datadir import blob_files, staging_files
 from tests.support.forms import CONTENT_TYPE, basic, field, file, multipart
 from tests.support.rows import count_rows, link_row
+from worker.runner import Worker
 
 SHARE_URL = re.compile(r"^http://sealdrop\.test/s/([A-Za-z0-9_-]{22,})$")
 JSON_KEYS = {
@@ -61,6 +62,7 @@ async def _ttl_of(client: AppClient, token: str) -> float:
 
 async def _nothing_stored(client: AppClient, settings: Settings) -> None:
     assert staging_files(settings) == []
+    assert blob_files(settings) == []
     assert await count_rows(client.services, Link) == 0
     assert await count_rows(client.services, Job) == 0
 
@@ -105,15 +107,30 @@ async def test_put_sends_location_download_url_and_manage_token_headers(
 
 
 async def test_prefer_respond_async_answers_202_and_the_link_works_once_sealed(
-    client: AppClient,
+    idle_client: AppClient,
 ) -> None:
-    created = await upload(client, b"later", headers={"Prefer": "respond-async"})
+    # A worker of its own (as in production): the embedded mode seals in the request.
+    created = await upload(idle_client, b"later", headers={"Prefer": "respond-async"})
     assert created.status == 202
     assert created.body["state"] == "pending"
-    row = await link_row(client.services, created.token)
+    row = await link_row(idle_client.services, created.token)
     assert row is not None
-    assert await wait_until_settled(client.services, row.id, 10) == "ready"
-    assert (await client.get(f"/d/{created.token}")).content == b"later"
+    worker = Worker(idle_client.services)
+    running = asyncio.create_task(worker.run())
+    try:
+        assert await wait_until_settled(idle_client.services, row.id, 10) == "ready"
+    finally:
+        worker.stop()
+        await running
+    assert (await idle_client.get(f"/d/{created.token}")).content == b"later"
+
+
+async def test_an_upload_sealed_in_the_request_answers_ready_even_when_asked_not_to_wait(
+    client: AppClient,
+) -> None:
+    created = await upload(client, b"at once", headers={"Prefer": "respond-async"})
+    assert created.status == 201
+    assert created.body["state"] == "ready"
 
 
 async def test_put_without_a_worker_waits_upload_wait_seconds_then_answers_202(

@@ -62,6 +62,7 @@ async def _chunks(count: int, size: int = 10_000) -> AsyncIterator[bytes]:
 
 async def _nothing_kept(client: AppClient, settings: Settings) -> None:
     assert staging_files(settings) == []
+    assert blob_files(settings) == []
     assert await count_rows(client.services, Link) == 0
     assert await count_rows(client.services, Job) == 0
     assert await _reservations(client) == []

@@ -1,14 +1,18 @@
 """A large PUT is sealed while its body still arrives, in both modes.
 
-A slow client sends part of the body and holds the rest back: the link (pending) and its
-job exist already, a worker follows the staging (`following`) and has begun the blob
-before the last byte is sent; once it is, the answer is 201 (ready) and the download is
-byte-identical. Embedded, the worker follows the local staging write; in production the
-API stages the body into S3 as 16 MiB pieces, each recorded on the job once committed, and
-the worker (another process) reseals each one: the client sends past the first piece
-before it pauses. A client that gives up half-way leaves no row, no object and no
-multipart upload. A worker killed while it follows: the next attempt seals the upload
-from its staging, from the start.
+With a worker of its own (`worker="off"` in the API): a slow client sends part of the
+body and holds the rest back: the link (pending) and its job exist already, a worker
+follows the staging (`following`) and has begun the blob before the last byte is sent;
+once it is, the answer is 201 (ready) and the download is byte-identical. With a local
+folder, the worker follows the local staging write; in production the API stages the body
+into S3 as 16 MiB pieces, each recorded on the job once committed, and the worker reseals
+each one: the client sends past the first piece before it pauses. A client that gives up
+half-way leaves no row, no object and no multipart upload. A worker killed while it
+follows: the next attempt seals the upload from its staging, from the start.
+
+The embedded mode as it runs by default (its worker in the API process) seals the body in
+the request, straight into its blob: while the body arrives there is no row and no staged
+byte, only the blob's unfinished write, sealed; the answer is 201, ready.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from tests.e2e.payloads import new_marker, random_chunks, sha256_of
 from tests.hostile.wire import RawConnection
 from tests.support.stack import SWEEP_NOW, Stack, wait_until
 
-pytestmark = pytest.mark.parametrize("stack_mode", ["embedded", "production"])
+BOTH_MODES = pytest.mark.parametrize("stack_mode", ["embedded", "production"])
 
 MIB = 1024 * 1024
 SIZE = 24 * MIB
@@ -111,13 +115,20 @@ def _leaves_nothing(stack: Stack) -> bool:
     )
 
 
+def _with_a_worker_of_its_own(make_stack: StackFactory) -> Stack:
+    stack = make_stack(worker="off")
+    stack.start_worker()
+    return stack
+
+
+@BOTH_MODES
 def test_a_slow_put_is_followed_while_it_arrives_and_ready_after_its_last_byte(
     make_stack: StackFactory,
     slow_client: Callable[[Stack, bytes], SlowClient],
     marker: bytes,
     tmp_path: Path,
 ) -> None:
-    stack = make_stack()
+    stack = _with_a_worker_of_its_own(make_stack)
     client = slow_client(stack, marker)
     first_part = FIRST_PART[stack.mode]
     client.send(0, first_part)
@@ -149,10 +160,11 @@ def test_a_slow_put_is_followed_while_it_arrives_and_ready_after_its_last_byte(
     assert stack.places_holding(marker) == []
 
 
+@BOTH_MODES
 def test_an_upload_given_up_half_way_leaves_no_row_and_no_object(
     make_stack: StackFactory, slow_client: Callable[[Stack, bytes], SlowClient], marker: bytes
 ) -> None:
-    stack = make_stack()
+    stack = _with_a_worker_of_its_own(make_stack)
     client = slow_client(stack, marker)
     first_part = FIRST_PART[stack.mode]
     client.send(0, first_part)
@@ -163,6 +175,7 @@ def test_an_upload_given_up_half_way_leaves_no_row_and_no_object(
     assert stack.places_holding(marker) == []
 
 
+@BOTH_MODES
 def test_a_worker_killed_while_following_is_replaced_by_the_next_attempt(
     make_stack: StackFactory,
     slow_client: Callable[[Stack, bytes], SlowClient],
@@ -208,4 +221,55 @@ def test_a_worker_killed_while_following_is_replaced_by_the_next_attempt(
     assert purge.returncode == 0, purge.stderr
     assert stack.list_objects("staging/") == []
     assert stack.list_objects("blobs/") == blobs
+    assert stack.places_holding(marker) == []
+
+
+def _sealing_in_the_request(stack: Stack) -> list[str] | None:
+    """The blob writes under way while no row exists yet, else None."""
+    rows = stack.sql("select (select count(*) from links) + (select count(*) from jobs) as n")
+    writes = stack.list_pending_writes("blobs/")
+    return writes if rows[0].n == 0 and writes else None
+
+
+@pytest.mark.parametrize("stack_mode", ["embedded"])
+def test_embedded_a_slow_put_is_sealed_in_the_request_into_its_blob(
+    make_stack: StackFactory,
+    slow_client: Callable[[Stack, bytes], SlowClient],
+    marker: bytes,
+    tmp_path: Path,
+) -> None:
+    stack = make_stack()
+    client = slow_client(stack, marker)
+    client.send(0, FIRST_PART["embedded"])
+    [write] = wait_until(lambda: _sealing_in_the_request(stack), timeout=60, what="blob write")
+    assert stack.list_objects("staging/") == []
+    assert stack.list_pending_writes("staging/") == []
+    assert stack.places_holding(marker) == []
+
+    client.send(FIRST_PART["embedded"], SIZE)
+    answer = client.connection.read_answer(timeout=60)
+    assert answer.status == 201, answer.body
+    assert b'"state":"ready"' in answer.body
+    download_url = answer.header("sealdrop-download-url")
+    assert download_url is not None
+    target = tmp_path / "downloaded"
+    curl("-f", "-o", str(target), download_url)
+    assert sha256_of(target) == client.sha256
+    rows = stack.sql("select blob_id, sha256 from links")
+    assert [(f"blobs/{row.blob_id}", bytes(row.sha256)) for row in rows] == [(write, client.sha256)]
+    assert stack.list_objects() == [write]
+    assert stack.list_pending_writes() == []
+    assert stack.places_holding(marker) == []
+
+
+@pytest.mark.parametrize("stack_mode", ["embedded"])
+def test_embedded_an_upload_given_up_half_way_leaves_no_blob_and_no_row(
+    make_stack: StackFactory, slow_client: Callable[[Stack, bytes], SlowClient], marker: bytes
+) -> None:
+    stack = make_stack()
+    client = slow_client(stack, marker)
+    client.send(0, FIRST_PART["embedded"])
+    wait_until(lambda: _sealing_in_the_request(stack), timeout=60, what="blob write")
+    client.connection.close()
+    wait_until(lambda: _leaves_nothing(stack), timeout=30, what="nothing left")
     assert stack.places_holding(marker) == []

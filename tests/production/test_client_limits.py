@@ -39,7 +39,7 @@ async def test_an_upload_flood_from_one_address_gets_429_with_retry_after(
 ) -> None:
     async with running(limited_settings) as app, app.client(random_address()) as client:
         for n in range(LIMIT):
-            assert (await client.put(f"/f{n}.txt", content=b"x", headers=ASYNC)).status_code == 202
+            assert (await client.put(f"/f{n}.txt", content=b"x", headers=ASYNC)).status_code == 201
         refused = await client.put("/one-too-many.txt", content=b"x", headers=ASYNC)
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
@@ -70,7 +70,7 @@ async def test_each_client_address_has_an_upload_budget_of_its_own(
             async with app.client(random_address()) as client:
                 for n in range(LIMIT):
                     answer = await client.put(f"/f{n}.txt", content=b"x", headers=ASYNC)
-                    assert answer.status_code == 202
+                    assert answer.status_code == 201
 
 
 async def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(
@@ -84,13 +84,13 @@ async def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(
             ).status_code
             for ip in [random_address() for _ in range(LIMIT + 2)]
         ]
-        assert statuses == [202] * (LIMIT + 2)
+        assert statuses == [201] * (LIMIT + 2)
         one = {**ASYNC, "X-Forwarded-For": random_address()}
         statuses = [
             (await http.put("/f.txt", content=b"x", headers=one)).status_code
             for _ in range(LIMIT + 1)
         ]
-    assert statuses == [202] * LIMIT + [429]
+    assert statuses == [201] * LIMIT + [429]
 
 
 @pytest.mark.parametrize("trusted", ["", "10.0.0.1", "192.168.0.0/16"])
@@ -105,4 +105,4 @@ async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(
             ).status_code
             for ip in [random_address() for _ in range(LIMIT + 1)]
         ]
-    assert statuses == [202] * LIMIT + [429]
+    assert statuses == [201] * LIMIT + [429]

@@ -75,7 +75,7 @@ async def test_the_upload_limit_still_holds_with_redis_stopped(
             ).status_code
             for _ in range(4)
         ]
-    assert statuses == [202, 202, 202, 429]
+    assert statuses == [201, 201, 201, 429]
 
 
 async def test_wrong_passwords_are_counted_across_processes_through_redis(
