@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     max_upload_waiters: int = 256
 
     worker: Literal["embedded", "off"] = "embedded"
+    # Whether the API seals an upload received in one request (PUT, the form) itself,
+    # straight into its blob, instead of staging it for a worker. Unset: only when this
+    # process runs the worker. On in production, API pods need write access to the blobs.
+    seal_in_request: bool | None = None
     worker_concurrency: int = 2
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 5
@@ -274,6 +278,13 @@ class Settings(BaseSettings):
     def resolved_master_keys_file(self) -> Path:
         """The key ring file used when SEALDROP_MASTER_KEYS is not set."""
         return self.master_keys_file or self.data_dir / "master.keys"
+
+    @property
+    def seals_in_request(self) -> bool:
+        """Whether uploads received in one request are sealed into their blobs at once."""
+        if self.seal_in_request is None:
+            return self.worker == "embedded"
+        return self.seal_in_request
 
     @property
     def is_sqlite(self) -> bool:

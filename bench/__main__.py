@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ TMPFS = Path("/dev/shm")
 DISK = Path("/var/tmp")
 BIG_FILE = 5 << 30
 NO_CACHE = {"SEALDROP_NEGATIVE_CACHE_TTL_SECONDS": "0"}
+IN_API = "PUT → ready, sealed in the API"
 
 EMBEDDED_RATIOS = [
     Ratio("GET", "nginx GET", 0.75),
@@ -47,6 +49,8 @@ PRODUCTION_RATIOS = [
     Ratio("GET", "S3 GET", None),
     Ratio("GET range", "S3 GET range", None),
     Ratio("PUT → ready", "S3 PUT", 0.5),
+    # The same target with SEALDROP_SEAL_IN_REQUEST=true: no staged copy, no worker.
+    Ratio(IN_API, "S3 PUT", 0.5),
     Ratio("direct → ready", "PUT → ready", None),
     Ratio("POST form → ready", "PUT → ready", 0.9),
     Ratio("tus → ready", "PUT → ready", 0.9),
@@ -259,27 +263,35 @@ def run_production(work: Path, files: Files, options: argparse.Namespace) -> Res
         )
         # The twin only answers lookups: a worker of its own would take the main stack's jobs.
         cache_off = Production(work / "production-nocache", no_redis, NO_CACHE, worker=False)
+        # An API that seals PUTs into the blobs itself (no worker needed for them).
+        in_api = Production(
+            work / "production-in-api", found, {"SEALDROP_SEAL_IN_REQUEST": "true"}, worker=False
+        )
         references = S3Cases(dict(found.s3_env), found.blobs_url, files)
         started: list[Stack] = []
         try:
-            for server in (stack, cache_off):
+            for server in (stack, cache_off, in_api):
                 server.root.mkdir(parents=True, exist_ok=True)
                 server.start()
                 started.append(server)
             sealdrop = SealdropCases(stack, files, work, cache_off=cache_off)
+            sealed_in_api = partial(
+                SealdropCases(in_api, files, work, cache_off=cache_off).upload, IN_API
+            )
             sealdrop.prepare()
             references.prepare()
+            uploads = [sealed_in_api, sealdrop.upload_direct]
             runs = [
                 references.get,
                 references.get_range,
                 *([] if options.only_get else [references.put]),
                 *_sealdrop_runs(sealdrop, options),
-                *([] if options.only_get else [sealdrop.upload_direct]),
+                *([] if options.only_get else uploads),
             ]
             if options.only_tus:
                 runs = _sealdrop_runs(sealdrop, options)
             if options.only_uploads:
-                runs = [references.put, sealdrop.upload, sealdrop.upload_direct]
+                runs = [references.put, sealdrop.upload, *uploads]
             print(f"production: {options.rounds} rounds of {len(runs)} cases", flush=True)
             _rounds(results, runs, options.rounds, stack)
             references.cleanup()

@@ -188,9 +188,9 @@ class SealdropCases:
         """GET an unaligned middle half of the sealed file."""
         return self._get("GET range", self.files.byte_range, self.files.range_length)
 
-    def upload(self) -> Sample:
+    def upload(self, name: str = "PUT → ready") -> Sample:
         """PUT the large file and wait for the link to be ready (201)."""
-        return self._upload("PUT → ready", clients.put, "/big.bin")
+        return self._upload(name, clients.put, "/big.bin")
 
     def upload_form(self) -> Sample:
         """POST the large file as a multipart form and wait for the link to be ready."""

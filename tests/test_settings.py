@@ -65,3 +65,19 @@ def test_the_default_longest_upload_fits_the_s3_lifecycle(tmp_path: Path) -> Non
 
 def test_long_uploads_are_allowed_on_a_local_folder(tmp_path: Path) -> None:
     assert _settings(tmp_path, max_upload_seconds=48 * 3600).max_upload_seconds == 48 * 3600
+
+
+@pytest.mark.parametrize(
+    ("worker", "seal_in_request", "seals"),
+    [
+        ("embedded", None, True),
+        ("off", None, False),
+        ("off", True, True),
+        ("embedded", False, False),
+    ],
+)
+def test_uploads_are_sealed_in_the_request_where_the_worker_runs_unless_told_otherwise(
+    tmp_path: Path, worker: str, seal_in_request: bool | None, seals: bool
+) -> None:
+    settings = _settings(tmp_path, worker=worker, seal_in_request=seal_in_request)
+    assert settings.seals_in_request is seals

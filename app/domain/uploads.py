@@ -104,8 +104,8 @@ async def receive_upload(
     uploader: Admitted | None = None,
     options_known: bool = False,
 ) -> CreatedLink:
-    """Receive `body` sealed and create its link: sealed into its blob at once when this
-    process runs the worker (`_receive_sealed`), else staged for a worker.
+    """Receive `body` sealed and create its link: sealed into its blob at once where the
+    API seals uploads itself (`_receive_sealed`), else staged for a worker.
 
     `options` is called once the body is in (multipart fields may follow the file); if it
     raises, or anything after that fails, what was written is deleted. An `uploader`
@@ -119,7 +119,7 @@ async def receive_upload(
     try:
         async with upload_quota.allowance(services, uploader, declared_size) as allowance:
             metered = allowance.metered(body)
-            if services.settings.worker == "embedded":
+            if services.settings.seals_in_request:
                 return await _receive_sealed(
                     services, reservation, metered, options, declared_size, uploader
                 )
@@ -154,10 +154,10 @@ async def _receive_sealed(
     uploader: Admitted | None,
 ) -> CreatedLink:
     """Seal `body` straight into its blob under its own data key, then write the blob row
-    and the link, ready. Only where the worker runs in this process (the embedded mode):
-    there a staged copy would be read back by the same process and sealed a second time,
-    and the staging store is the same disk as the blobs, so it buys nothing. If the upload
-    fails, its unfinished blob write is aborted (or its blob deleted): nothing is left."""
+    and the link, ready (`Settings.seals_in_request`: by default where the worker runs in
+    this process, whose staged copy would only be read back and sealed a second time).
+    If the upload fails, its unfinished blob write is aborted (or its blob deleted):
+    nothing is left."""
     await reservation.cover(declared_size or 0, exact=declared_size is not None)
     blob_id = new_id()
     data_key = new_data_key()

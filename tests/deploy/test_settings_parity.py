@@ -38,6 +38,8 @@ DEPLOY_ONLY = {
     "SEALDROP_MAX_UPLOAD_BYTES": "stated next to the ingress body limit it must stay under",
     "SEALDROP_MAX_TTL": "stated for operators to see; the default (24h)",
     "SEALDROP_JOB_LEASE_SECONDS": "stated beside the worker grace period it must stay under",
+    "SEALDROP_SEAL_IN_REQUEST": "stated for operators to see, at its default (false) that the "
+    "production tests run; tests/production_stack/test_sealed_in_request.py runs the other",
     "SEALDROP_DIRECT_ENDPOINT_URL": "compose's S3 is `s3:8333` inside its network: clients"
     " reach the published port; the tests' S3 is on loopback for both",
 }
