@@ -55,7 +55,10 @@ def make_client(
         read_timeout=read_timeout,
         retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=MAX_CONCURRENT_CALLS,
-        s3={"addressing_style": "path"},
+        # No SHA-256 of every request body for SigV4 (botocore signs bodies that carry no
+        # checksum header, on HTTPS too): a second hash pass over every byte written, in
+        # the API and in the worker. The sealed format authenticates every byte it reads.
+        s3={"addressing_style": "path", "payload_signing_enabled": False},
         # SigV4 for presigned URLs too (botocore may presign with SigV2, which newer AWS
         # regions refuse); ordinary calls are SigV4 already.
         signature_version="s3v4",

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ClientError
 
 from app.storage import ObjectMissing, StorageError, open_store
@@ -60,6 +61,26 @@ async def test_object_larger_than_a_part_is_uploaded_in_parts(
     assert b"".join(await read_chunks(store, key)) == data
     etag = client(s3_env).head_object(Bucket=store.bucket, Key=key)["ETag"]
     assert etag.strip('"').endswith("-3")  # two whole parts and 2 MiB
+
+
+async def test_bodies_written_are_not_hashed_for_the_signature(
+    store: S3Store, key_prefix: str
+) -> None:
+    # botocore signs an UploadPart's or PutObject's body with its SHA-256 unless told not
+    # to: a second hash pass over every byte stored. The sealed format authenticates them.
+    sent: dict[str, str] = {}
+
+    def record(request: AWSPreparedRequest, **_: object) -> None:
+        if request.body:
+            value = request.headers["X-Amz-Content-SHA256"]
+            sent[request.url] = value.decode() if isinstance(value, bytes) else value
+
+    store._s3.client.meta.events.register("before-send.s3", record)
+    data = os.urandom(MIN_PART_BYTES + MIB)
+    assert await write_object(store, f"{key_prefix}blobs/unsigned", data, piece=MIB) == len(data)
+    assert len(sent) >= 2
+    assert set(sent.values()) == {"UNSIGNED-PAYLOAD"}
+    assert b"".join(await read_chunks(store, f"{key_prefix}blobs/unsigned")) == data
 
 
 async def test_writer_holds_at_most_two_parts_in_memory(store: S3Store, key_prefix: str) -> None:
