@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -167,18 +168,64 @@ def tus_upload(base_url: str, chunks: list[Path], size: int, *, scratch: Path) -
     result = subprocess.run(patches, capture_output=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"tus PATCHes: {result.stderr.decode().strip()}")
+    last = _headers(scratch / f"tus-patch-{len(chunks) - 1}.txt")
     for number in range(len(chunks)):
         # curl goes on after an answer that is not a success: name the first one.
         status = _status_line(scratch / f"tus-patch-{number}.txt")
         if " 204" not in status:
-            raise RuntimeError(f"tus PATCH {number + 1} of {len(chunks)} answered {status!r}")
-    last = _headers(scratch / f"tus-patch-{len(chunks) - 1}.txt")
+            if " 503" not in status:
+                raise RuntimeError(f"tus PATCH {number + 1} of {len(chunks)} answered {status!r}")
+            # What a tus client does after a server error: ask for the offset, go on.
+            print(f"    tus: PATCH {number + 1} answered {status!r}; resuming", flush=True)
+            last = _resume(location, chunks, size)
+            break
     if last.get("upload-offset") != str(size) or "sealdrop-link" not in last:
         raise RuntimeError(f"tus upload did not complete: {last}")
     _wait_ready(location)
     seconds = time.perf_counter() - started
     token = last["sealdrop-link"].rsplit("/", 1)[1]
     return TusUpload(seconds, token, last["sealdrop-manage-token"])
+
+
+def _resume(location: str, chunks: list[Path], size: int) -> dict[str, str]:
+    """Send the rest of a tus upload from the offset the server holds (HEAD), in one PATCH
+    read from the chunk files; the answer's headers."""
+    parts = urlsplit(location)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    tus = {"Tus-Resumable": "1.0.0"}
+    try:
+        connection.request("HEAD", parts.path, headers=tus)
+        head = connection.getresponse()
+        head.read()
+        offset = int(head.headers["Upload-Offset"])
+        headers = {
+            **tus,
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Offset": str(offset),
+            "Content-Length": str(size - offset),
+        }
+        connection.request("PATCH", parts.path, body=_bytes_from(chunks, offset), headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 204:
+            raise RuntimeError(f"tus resume from {offset} answered {answer.status}")
+        return {name.lower(): value for name, value in answer.getheaders()}
+    finally:
+        connection.close()
+
+
+def _bytes_from(chunks: list[Path], offset: int) -> Iterator[bytes]:
+    """The bytes of the file cut into `chunks`, from `offset` on, 1 MiB at a time."""
+    for chunk in chunks:
+        length = chunk.stat().st_size
+        if offset >= length:
+            offset -= length
+            continue
+        with chunk.open("rb") as source:
+            source.seek(offset)
+            offset = 0
+            while block := source.read(1 << 20):
+                yield block
 
 
 def _tus_create(base_url: str, size: int, headers: Path) -> str:
