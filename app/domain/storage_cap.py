@@ -10,9 +10,10 @@
   reservation, of exactly twice the sealed size of the body received;
 - the transaction that ends the job (sealed, failed, cancelled) releases it, and a sealed
   job's blob is counted in its place; a purge uncounts the blob it deletes;
-- an upload the API seals into its blob itself (the embedded mode) has no staged copy and
-  no job: the transaction that writes its blob and link rows counts the blob in place of
-  its reservation (which held twice as much while the body arrived, like any upload's).
+- an upload the API seals into its blob itself (the embedded mode, or with
+  `SEALDROP_SEAL_IN_REQUEST`) has no staged copy and no job: the transaction that writes
+  its blob and link rows counts the blob in place of its reservation (which held twice as
+  much while the body arrived, like any upload's).
 
 Each of these changes the total in the same transaction as the rows it follows, so the
 total is always the sum over the rows. Reserving is one conditional UPDATE

@@ -1,9 +1,12 @@
-"""Receiving an upload: options, the sealed staging write, and the link and job rows.
+"""Receiving an upload: options, the sealed write, and the link's rows.
 
-The body streams straight into the staging store, sealed under a one-time staging key, so
-no plaintext byte rests anywhere (DESIGN §1). Only once the whole body is staged are the
-link row (pending) and its job row written, in one transaction: a failed or aborted upload
-leaves no row, and its staged bytes are deleted before the error goes back.
+Where the API seals uploads itself (the embedded mode, or `SEALDROP_SEAL_IN_REQUEST`), the
+body streams straight into its blob under the blob's own data key, and one transaction
+writes the blob row and the link, ready (`_receive_sealed`). Otherwise the body streams
+into the staging store, sealed under a one-time staging key, for a worker to reseal
+(DESIGN §1), and only once the whole body is staged are the link row (pending) and its
+job row written, in one transaction. Either way no plaintext byte rests anywhere, and a
+failed or aborted upload leaves no row: what it wrote is deleted before the error goes back.
 
 A large upload of a known length whose options are all known before the body (a PUT),
 into a staging store that can be read while written, is sealed while it arrives: its link

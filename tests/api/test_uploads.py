@@ -18,14 +18,13 @@ import pytest
 
 from app.db.clock import as_utc
 from app.db.models import Job, Link
-from app.domain.uploads import wait_until_settled
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import running_app, upload
 from tests.support.datadir import blob_files, staging_files
 from tests.support.forms import CONTENT_TYPE, basic, field, file, multipart
+from tests.support.jobs import settled_by_a_worker
 from tests.support.rows import count_rows, link_row
-from worker.runner import Worker
 
 SHARE_URL = re.compile(r"^http://sealdrop\.test/s/([A-Za-z0-9_-]{22,})$")
 JSON_KEYS = {
@@ -115,13 +114,7 @@ async def test_prefer_respond_async_answers_202_and_the_link_works_once_sealed(
     assert created.body["state"] == "pending"
     row = await link_row(idle_client.services, created.token)
     assert row is not None
-    worker = Worker(idle_client.services)
-    running = asyncio.create_task(worker.run())
-    try:
-        assert await wait_until_settled(idle_client.services, row.id, 10) == "ready"
-    finally:
-        worker.stop()
-        await running
+    assert await settled_by_a_worker(idle_client.services, [row.id]) == ["ready"]
     assert (await idle_client.get(f"/d/{created.token}")).content == b"later"
 
 

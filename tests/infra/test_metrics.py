@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 
-from app.domain.uploads import wait_until_settled
 from tests.conftest import AppClient
 from tests.support.asgi import upload
+from tests.support.jobs import settled_by_a_worker
 from tests.support.rows import link_row
-from worker.runner import Worker
 
 _SAMPLE = re.compile(r"^(?P<name>[a-z_:]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
@@ -49,13 +47,7 @@ async def test_a_job_sealed_by_a_worker_moves_the_sealing_and_queue_wait_metrics
     created = await upload(idle_client, os.urandom(70_000))
     link = await link_row(idle_client.services, created.token)
     assert link is not None
-    worker = Worker(idle_client.services)
-    running = asyncio.create_task(worker.run())
-    try:
-        assert await wait_until_settled(idle_client.services, link.id, 10) == "ready"
-    finally:
-        worker.stop()
-        await running
+    assert await settled_by_a_worker(idle_client.services, [link.id]) == ["ready"]
     after = await _scrape(idle_client)
     assert _moved(before, after, 'sealdrop_sealing_duration_seconds_count{outcome="sealed"}') == 1
     assert _moved(before, after, "sealdrop_queue_wait_seconds_count") == 1

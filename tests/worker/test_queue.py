@@ -7,7 +7,6 @@ refused (DESIGN §1, Leases and fencing).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 
@@ -15,15 +14,14 @@ import pytest
 
 from app.db.clock import db_now_plus, seconds
 from app.db.models import Job
-from app.domain.uploads import wait_until_settled
 from app.settings import Settings
 from tests.conftest import AppClient
 from tests.support.asgi import Uploaded, running_app, upload
 from tests.support.datadir import objects_root, staging_files
+from tests.support.jobs import settled_by_a_worker
 from tests.support.rows import is_future, jobs_of, link_row, update_job, update_link
 from worker import janitor, queue, seal
 from worker.queue import ClaimedJob
-from worker.runner import Worker
 
 DATA = b"queued bytes " * 12_000  # about 156 KB: three 64 KiB segments
 
@@ -109,15 +107,8 @@ async def test_a_worker_seals_a_backlog_without_a_wake_up_per_job(
     monkeypatch.setattr("worker.runner.IDLE_POLL_SECONDS", 3600.0)
     backlog = [await _queued(idle_client) for _ in range(3)]
     links = [await link_row(idle_client.services, created.token) for created in backlog]
-    worker = Worker(idle_client.services)
-    running = asyncio.create_task(worker.run())
-    try:
-        for link in links:
-            assert link is not None
-            assert await wait_until_settled(idle_client.services, link.id, 60) == "ready"
-    finally:
-        worker.stop()
-        await running
+    ids = [link.id for link in links if link is not None]
+    assert await settled_by_a_worker(idle_client.services, ids, 60) == ["ready"] * len(links)
 
 
 async def test_expired_lease_is_claimed_by_another_owner_as_the_next_attempt(
@@ -337,13 +328,7 @@ async def test_corrupted_staging_object_fails_the_job_for_good(
     staged.write_bytes(corrupted)
     link = await link_row(idle_client.services, created.token)
     assert link is not None
-    worker = Worker(idle_client.services)
-    running = asyncio.create_task(worker.run())
-    try:
-        assert await wait_until_settled(idle_client.services, link.id, 10) == "failed"
-    finally:
-        worker.stop()
-        await running
+    assert await settled_by_a_worker(idle_client.services, [link.id]) == ["failed"]
     row = await _job_row(idle_client, created.token)
     assert (row.state, row.attempts) == ("failed", 1)
     assert not staged.exists()
@@ -359,13 +344,7 @@ async def test_a_failed_job_keeps_its_error_after_the_janitor_purges_its_link(
     staged.write_bytes(staged.read_bytes()[:20])
     link = await link_row(idle_client.services, created.token)
     assert link is not None
-    worker = Worker(idle_client.services)
-    running = asyncio.create_task(worker.run())
-    try:
-        assert await wait_until_settled(idle_client.services, link.id, 10) == "failed"
-    finally:
-        worker.stop()
-        await running
+    assert await settled_by_a_worker(idle_client.services, [link.id]) == ["failed"]
     await janitor.run_once(idle_client.services)
     row = await _job_row(idle_client, created.token)
     assert row.state == "failed"
