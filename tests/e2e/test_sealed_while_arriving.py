@@ -80,6 +80,20 @@ def slow_client() -> Iterator[Callable[[Stack, bytes], SlowClient]]:
         client.connection.close()
 
 
+def _finish_ready_and_download(client: SlowClient, sent: int, tmp_path: Path) -> None:
+    """Send the rest of the body: the answer is 201 with the link ready, and the file
+    downloads byte for byte."""
+    client.send(sent, SIZE)
+    answer = client.connection.read_answer(timeout=60)
+    assert answer.status == 201, answer.body
+    assert b'"state":"ready"' in answer.body
+    download_url = answer.header("sealdrop-download-url")
+    assert download_url is not None
+    target = tmp_path / "downloaded"
+    curl("-f", "-o", str(target), download_url)
+    assert sha256_of(target) == client.sha256
+
+
 def _job(stack: Stack) -> Any:
     rows = stack.sql(
         "select j.id, j.state, j.attempt_blob_id, j.lease_owner, j.staging_pieces,"
@@ -139,15 +153,7 @@ def test_a_slow_put_is_followed_while_it_arrives_and_ready_after_its_last_byte(
     assert (job.link_state, job.sha256) == ("pending", None)
     assert stack.places_holding(marker) == []
 
-    client.send(first_part, SIZE)
-    answer = client.connection.read_answer(timeout=60)
-    assert answer.status == 201, answer.body
-    assert b'"state":"ready"' in answer.body
-    download_url = answer.header("sealdrop-download-url")
-    assert download_url is not None
-    target = tmp_path / "downloaded"
-    curl("-f", "-o", str(target), download_url)
-    assert sha256_of(target) == client.sha256
+    _finish_ready_and_download(client, first_part, tmp_path)
 
     # The blob is the one the following attempt began; nothing else is left.
     rows = stack.sql("select blob_id, sha256 from links")
@@ -246,15 +252,7 @@ def test_embedded_a_slow_put_is_sealed_in_the_request_into_its_blob(
     assert stack.list_pending_writes("staging/") == []
     assert stack.places_holding(marker) == []
 
-    client.send(FIRST_PART["embedded"], SIZE)
-    answer = client.connection.read_answer(timeout=60)
-    assert answer.status == 201, answer.body
-    assert b'"state":"ready"' in answer.body
-    download_url = answer.header("sealdrop-download-url")
-    assert download_url is not None
-    target = tmp_path / "downloaded"
-    curl("-f", "-o", str(target), download_url)
-    assert sha256_of(target) == client.sha256
+    _finish_ready_and_download(client, FIRST_PART["embedded"], tmp_path)
     rows = stack.sql("select blob_id, sha256 from links")
     assert [(f"blobs/{row.blob_id}", bytes(row.sha256)) for row in rows] == [(write, client.sha256)]
     assert stack.list_objects() == [write]
